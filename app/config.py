@@ -1,0 +1,66 @@
+"""Settings, read from the environment or a ``.env`` file (names as in CONTRACT.md).
+
+With nothing set, the gateway runs embedded: an SQLite file and blobs under
+``./var/``, and only the offline ``local`` engine.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/stt-gateway.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    storage_dir: Path = Path("./var/blobs")
+    public_base_url: str | None = None
+
+    # Uploads
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_source_url_bytes: int = Field(default=2 * 1024**3, gt=0)
+    # Loopback, link-local and private addresses in source_url / callback_url
+    allow_private_urls: bool = False
+
+    # Worker
+    run_worker: bool = True  # `serve --no-worker` turns it off
+    worker_concurrency: int = Field(default=8, ge=1)
+    task_lease_seconds: float = Field(default=60.0, gt=0)
+    worker_poll_seconds: float = Field(default=2.0, gt=0)
+    task_max_attempts: int = Field(default=8, ge=1)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+
+    # Providers
+    local_provider: bool = True
+    local_engine_processes: int = Field(default=1, ge=1)
+    klangio_api_key: SecretStr | None = None
+    klangio_base_url: str = "https://api.klang.io"
+    daglo_api_key: SecretStr | None = None
+    daglo_base_url: str = "https://apis.daglo.ai"
+    aimlapi_api_key: SecretStr | None = None
+    aimlapi_base_url: str = "https://api.aimlapi.com"
+    infomaniak_api_key: SecretStr | None = None
+    infomaniak_product_id: str | None = None
+    infomaniak_base_url: str = "https://api.infomaniak.com"
+    phonexia_base_url: str | None = None
+    phonexia_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+
+    log_level: str = "INFO"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

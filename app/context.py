@@ -1,0 +1,48 @@
+"""What the API and the worker share in one process, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db import create_engine, create_session_factory
+from app.events import EventHub
+from app.providers.registry import ProviderRegistry
+from app.storage import LocalStorage
+
+
+@dataclass
+class GatewayContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    hub: EventHub
+    http: httpx.AsyncClient
+    storage: LocalStorage
+    providers: ProviderRegistry
+
+    @classmethod
+    def build(cls, settings: Settings) -> GatewayContext:
+        engine = create_engine(settings.database_url)
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            follow_redirects=False,
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=create_session_factory(engine),
+            hub=EventHub(),
+            http=http,
+            storage=LocalStorage(settings.storage_dir),
+            providers=ProviderRegistry.from_settings(settings, http),
+        )
+
+    async def aclose(self) -> None:
+        self.providers.close()
+        await self.http.aclose()
+        await self.engine.dispose()

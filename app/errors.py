@@ -1,0 +1,170 @@
+"""The error tree of the API and its rendering as problem+json (RFC 9457).
+
+ApiError                   any error a client caused or may see
+├── NotFound               404 (also another client's job)
+├── Conflict               409 (the job's state forbids it)
+├── PayloadTooLarge        413
+├── UnsupportedMediaType   415
+├── InvalidRequest         422, with ``errors`` pointing at the fields
+├── Unauthorized           401
+└── ServiceUnavailable     503, with Retry-After
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_TYPE_BASE = "https://stt-gateway.dev/problems/"
+
+
+class ApiError(Exception):
+    status = 400
+    title = "Bad request"
+    slug = "bad-request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class Unauthorized(ApiError):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(ApiError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(ApiError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status, title, slug = 413, "Payload too large", "payload-too-large"
+
+
+class UnsupportedMediaType(ApiError):
+    status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
+class InvalidRequest(ApiError):
+    status, title, slug = 422, "Invalid request", "invalid-request"
+
+
+class ServiceUnavailable(ApiError):
+    status, title, slug = 503, "Service unavailable", "service-unavailable"
+
+
+class Problem(BaseModel):
+    """The problem+json body, as the OpenAPI document declares it."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = Problem(type=_TYPE_BASE + slug, title=title, status=status, detail=detail, errors=errors)
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def field_errors(loc_errors: list[Any]) -> list[dict[str, Any]]:
+    """Pydantic/FastAPI errors as ``{"field", "message", "type"}`` objects."""
+    result = []
+    for error in loc_errors:
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+        result.append(
+            {"field": ".".join(loc), "message": error.get("msg", ""), "type": error.get("type")}
+        )
+    return result
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return problem_response(
+        exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = field_errors(list(exc.errors()))
+    detail = "; ".join(f"{e['field'] or 'request'}: {e['message']}" for e in errors)
+    return problem_response(
+        422, InvalidRequest.title, detail, slug=InvalidRequest.slug, errors=errors
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+    return problem_response(
+        exc.status_code, title, detail, slug=f"http-{exc.status_code}", headers=exc.headers
+    )
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # Connection-level failures only; the message may name hosts, so it is not echoed.
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return problem_response(
+        503,
+        ServiceUnavailable.title,
+        "the database is unavailable; try again shortly",
+        slug=ServiceUnavailable.slug,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(
+        500, "Internal server error", "an unexpected error occurred", slug="internal"
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for unavailable in (OperationalError, InterfaceError, ConnectionError):
+        app.add_exception_handler(unavailable, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)

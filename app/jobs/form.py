@@ -1,0 +1,173 @@
+"""Streams a ``multipart/form-data`` job request: the file goes straight to storage.
+
+The file is never held in memory: each chunk is hashed, counted and written
+as it arrives, and the request is refused as soon as it is too large or its
+first bytes are not audio.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from app.audio.sniff import SNIFF_BYTES, sniff_format
+from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from app.providers.base import AudioFormat
+from app.storage import BlobWriter
+
+FORM_FIELDS = frozenset(
+    {"file", "source_url", "provider", "language", "options", "metadata", "callback_url"}
+)
+_MAX_FIELD_BYTES = 64 * 1024
+_MAX_PARTS = len(FORM_FIELDS)
+
+
+@dataclass
+class StoredUpload:
+    filename: str | None
+    content_type: str | None
+    size: int
+    sha256: str
+    format: AudioFormat
+
+
+@dataclass
+class _Part:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    name: str = ""
+    filename: str | None = None
+    data: bytearray = field(default_factory=bytearray)
+    is_file: bool = False
+
+
+class JobFormReader:
+    """Feeds the request body through python-multipart's push parser."""
+
+    def __init__(self, content_type: str, writer: BlobWriter, max_upload_bytes: int) -> None:
+        _, params = parse_options_header(content_type)
+        boundary = params.get(b"boundary")
+        if not boundary:
+            raise UnsupportedMediaType("multipart/form-data needs a boundary parameter")
+        charset = params.get(b"charset", b"utf-8").decode("latin-1")
+        try:
+            self._charset = codecs.lookup(charset).name
+        except LookupError:
+            self._charset = "utf-8"
+        self._writer = writer
+        self._max_upload = max_upload_bytes
+        self._part = _Part()
+        self._header_name = b""
+        self._header_value = b""
+        self._parts = 0
+        self.fields: dict[str, str] = {}
+        self.upload: StoredUpload | None = None
+        self._sniffed: AudioFormat | None = None
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._on_part_begin,
+                "on_part_data": self._on_part_data,
+                "on_part_end": self._on_part_end,
+                "on_header_field": self._on_header_field,
+                "on_header_value": self._on_header_value,
+                "on_header_end": self._on_header_end,
+                "on_headers_finished": self._on_headers_finished,
+            },
+        )
+
+    async def read(self, body: AsyncIterator[bytes]) -> None:
+        try:
+            async for chunk in body:
+                self._parser.write(chunk)
+            self._parser.finalize()
+        except FormParserError as exc:
+            raise InvalidRequest(f"malformed multipart body: {exc}") from None
+        if self._part.is_file and self.upload is None:
+            raise InvalidRequest("the multipart body ended in the middle of the file")
+
+    def _on_part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > _MAX_PARTS:
+            raise InvalidRequest(f"too many form fields: at most {_MAX_PARTS} are taken")
+        self._part = _Part()
+
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+        if len(self._header_value) > 8192:
+            raise InvalidRequest("a multipart part header is too long")
+
+    def _on_header_end(self) -> None:
+        self._part.headers[self._header_name.strip().lower()] = self._header_value.strip()
+        self._header_name = self._header_value = b""
+
+    def _on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._part.headers.get(b"content-disposition", b""))
+        name = options.get(b"name")
+        if name is None:
+            raise InvalidRequest("a multipart part has no Content-Disposition name")
+        self._part.name = name.decode(self._charset, errors="replace")
+        if self._part.name not in FORM_FIELDS:
+            allowed = ", ".join(sorted(FORM_FIELDS))
+            raise InvalidRequest(
+                f"unknown form field {self._part.name!r}; the fields are: {allowed}",
+                errors=[{"field": self._part.name, "message": "unknown field", "type": "extra"}],
+            )
+        if self._part.name in self.fields or (self._part.name == "file" and self.upload):
+            raise InvalidRequest(f"form field {self._part.name!r} is given twice")
+        if self._part.name == "file":
+            self._part.is_file = True
+            filename = options.get(b"filename")
+            if filename is not None:
+                self._part.filename = filename.decode(self._charset, errors="replace")[:255]
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if not self._part.is_file:
+            if len(self._part.data) + len(chunk) > _MAX_FIELD_BYTES:
+                raise InvalidRequest(f"form field {self._part.name!r} is over 64 KiB")
+            self._part.data.extend(chunk)
+            return
+        if self._writer.size + len(chunk) > self._max_upload:
+            raise PayloadTooLarge(f"the file is larger than the limit of {self._max_upload} bytes")
+        self._writer.write(chunk)
+        if self._sniffed is None and len(self._writer.head) >= min(SNIFF_BYTES, 12):
+            self._sniff()
+
+    def _sniff(self) -> None:
+        sniffed = sniff_format(self._writer.head)
+        if sniffed is None:
+            raise UnsupportedMediaType(
+                "the file is not audio in a known format "
+                "(wav, mp3, flac, ogg, webm, mp4/m4a, aiff, amr); "
+                "its content was checked, not its name"
+            )
+        self._sniffed = sniffed
+
+    def _on_part_end(self) -> None:
+        part = self._part
+        if not part.is_file:
+            self.fields[part.name] = part.data.decode(self._charset, errors="replace")
+            return
+        if self._writer.size == 0:
+            raise InvalidRequest(
+                "the file is empty",
+                errors=[{"field": "file", "message": "empty file", "type": "empty"}],
+            )
+        if self._sniffed is None:
+            self._sniff()
+        assert self._sniffed is not None
+        content_type = part.headers.get(b"content-type")
+        self.upload = StoredUpload(
+            filename=part.filename,
+            content_type=content_type.decode("latin-1")[:100] if content_type else None,
+            size=self._writer.size,
+            sha256=self._writer.sha256,
+            format=self._sniffed,
+        )

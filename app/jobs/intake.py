@@ -1,0 +1,225 @@
+"""Turns a create-job request (a streamed form or a JSON body) into a new job.
+
+Validation that needs the provider (options, audio format, settings) happens
+here, before anything is written to the database.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.context import GatewayContext
+from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType, field_errors
+from app.events import commit
+from app.ids import new_id
+from app.jobs import service
+from app.jobs.form import JobFormReader, StoredUpload
+from app.jobs.schemas import CreateJobFromUrl, JobFields, JobStatus
+from app.models import Client, Job
+from app.providers.base import Provider
+from app.queue import repository as queue
+from app.storage import audio_key, job_prefix
+from app.urls import UrlRefused, check_url_target
+
+_MAX_JSON_BODY = 1024 * 1024
+_FORM_OVERHEAD = 1024 * 1024  # room for the form's other fields and boundaries
+
+
+async def create_job(
+    request: Request, ctx: GatewayContext, session: AsyncSession, client: Client
+) -> Job:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    job_id = new_id("job")
+    if media_type == "multipart/form-data":
+        fields, upload, source_url = await _read_form(request, ctx, job_id)
+    elif media_type == "application/json":
+        body = await _read_json(request)
+        fields, upload, source_url = body, None, body.source_url
+    else:
+        raise UnsupportedMediaType(
+            "send multipart/form-data (with a file or source_url) or application/json "
+            "(with source_url)"
+        )
+    try:
+        job = await _validated_job(ctx, client, job_id, fields, upload, source_url)
+        session.add(job)
+        await queue.enqueue(session, service.SUBMIT_TASK, job.id)
+        await commit(session, ctx.hub)
+    except BaseException:
+        ctx.storage.delete_prefix(job_prefix(job_id))
+        raise
+    return job
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    return int(value) if value and value.isdigit() else None
+
+
+async def _read_form(
+    request: Request, ctx: GatewayContext, job_id: str
+) -> tuple[JobFields, StoredUpload | None, str | None]:
+    limit = ctx.settings.max_upload_bytes
+    declared = _content_length(request)
+    if declared is not None and declared > limit + _FORM_OVERHEAD:
+        raise PayloadTooLarge(f"the request is larger than the upload limit of {limit} bytes")
+    writer = ctx.storage.writer(audio_key(job_id))
+    try:
+        reader = JobFormReader(request.headers["content-type"], writer, limit)
+        await reader.read(request.stream())
+        if reader.upload is not None:
+            writer.commit()
+        else:
+            writer.abort()
+    except BaseException:
+        writer.abort()
+        raise
+    raw = reader.fields
+    if reader.upload is None and "source_url" not in raw:
+        raise InvalidRequest(
+            "give the audio as a 'file' part or a 'source_url' field",
+            errors=[
+                {"field": "file", "message": "file or source_url is required", "type": "missing"}
+            ],
+        )
+    if reader.upload is not None and "source_url" in raw:
+        raise InvalidRequest("give either a 'file' or a 'source_url', not both")
+    values: dict[str, Any] = {k: v for k, v in raw.items() if k != "source_url"}
+    for name in ("options", "metadata"):
+        if name in values:
+            values[name] = _json_object(name, values[name])
+    for name in ("language", "callback_url"):
+        if values.get(name) == "":
+            values[name] = None
+    try:
+        fields = JobFields.model_validate(values)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    return fields, reader.upload, raw.get("source_url")
+
+
+def _json_object(name: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"{name} must be a JSON object: {exc.msg} at position {exc.pos}",
+            errors=[{"field": name, "message": "invalid JSON", "type": "json_invalid"}],
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            f"{name} must be a JSON object",
+            errors=[{"field": name, "message": "not an object", "type": "dict_type"}],
+        )
+    return value
+
+
+async def _read_json(request: Request) -> CreateJobFromUrl:
+    declared = _content_length(request)
+    if declared is not None and declared > _MAX_JSON_BODY:
+        raise PayloadTooLarge("a JSON job request is limited to 1 MiB")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > _MAX_JSON_BODY:
+            raise PayloadTooLarge("a JSON job request is limited to 1 MiB")
+    try:
+        return CreateJobFromUrl.model_validate_json(bytes(body))
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> InvalidRequest:
+    errors = field_errors(list(exc.errors()))
+    detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
+    return InvalidRequest(detail, errors=errors)
+
+
+def _provider(ctx: GatewayContext, name: str) -> Provider:
+    provider = ctx.providers.get(name)
+    if provider is None:
+        reason = ctx.providers.why_unavailable(name)
+        raise InvalidRequest(
+            reason, errors=[{"field": "provider", "message": reason, "type": "provider"}]
+        )
+    return provider
+
+
+async def _checked_url(ctx: GatewayContext, field: str, url: str) -> str:
+    try:
+        await check_url_target(url, allow_private=ctx.settings.allow_private_urls)
+    except UrlRefused as exc:
+        raise InvalidRequest(
+            f"{field} {exc}", errors=[{"field": field, "message": str(exc), "type": "url"}]
+        ) from None
+    return url
+
+
+async def _validated_job(
+    ctx: GatewayContext,
+    client: Client,
+    job_id: str,
+    fields: JobFields,
+    upload: StoredUpload | None,
+    source_url: str | None,
+) -> Job:
+    provider = _provider(ctx, fields.provider)
+    try:
+        options = provider.options_model.model_validate(fields.options)
+    except ValidationError as exc:
+        errors = [
+            {**e, "field": f"options.{e['field']}".rstrip(".")}
+            for e in field_errors(list(exc.errors()))
+        ]
+        raise InvalidRequest(
+            f"invalid options for provider {provider.name!r}: "
+            + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+            errors=errors,
+        ) from None
+    if upload is not None:
+        _check_format(provider, upload)
+        source: dict[str, Any] = {
+            "type": "upload",
+            "filename": upload.filename,
+            "content_type": upload.content_type,
+            "size": upload.size,
+            "sha256": upload.sha256,
+        }
+    else:
+        assert source_url is not None
+        if not provider.capabilities.source_url:
+            raise InvalidRequest(f"provider {provider.name!r} takes uploads only, not source_url")
+        source = {"type": "url", "url": await _checked_url(ctx, "source_url", source_url)}
+    callback_url = fields.callback_url
+    if callback_url is not None:
+        await _checked_url(ctx, "callback_url", callback_url)
+    return Job(
+        id=job_id,
+        client_id=client.id,
+        provider=provider.name,
+        status=JobStatus.queued.value,
+        language=fields.language,
+        options=options.model_dump(mode="json", exclude_unset=True),
+        meta=fields.metadata,
+        callback_url=callback_url,
+        source=source,
+        audio_key=audio_key(job_id) if upload else None,
+        audio_format=upload.format if upload else None,
+        artifacts=[],
+    )
+
+
+def _check_format(provider: Provider, upload: StoredUpload) -> None:
+    formats = provider.capabilities.formats
+    if upload.format in formats:
+        return
+    hint = getattr(provider, "unsupported_format_hint", "")
+    raise UnsupportedMediaType(
+        f"provider {provider.name!r} does not take {upload.format} audio "
+        f"(it takes: {', '.join(formats)}). {hint}".strip()
+    )

@@ -1,0 +1,102 @@
+"""Every query on jobs and their results."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Job, JobResult
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    status: str | None = None
+    provider: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(created), job_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursor("cursor is not one this API returned") from None
+
+
+async def get_for_client(session: AsyncSession, client_id: str, job_id: str) -> Job | None:
+    return await session.scalar(select(Job).where(Job.id == job_id, Job.client_id == client_id))
+
+
+async def get(session: AsyncSession, job_id: str) -> Job | None:
+    return await session.get(Job, job_id)
+
+
+async def list_for_client(
+    session: AsyncSession, client_id: str, filters: JobFilter, limit: int, cursor: str | None
+) -> tuple[Sequence[Job], str | None]:
+    """A page of a client's jobs, newest first, and the cursor of the next page."""
+    query = select(Job).where(Job.client_id == client_id)
+    if filters.status:
+        query = query.where(Job.status == filters.status)
+    if filters.provider:
+        query = query.where(Job.provider == filters.provider)
+    if filters.created_after:
+        query = query.where(Job.created_at > filters.created_after)
+    if filters.created_before:
+        query = query.where(Job.created_at < filters.created_before)
+    if cursor:
+        created_at, job_id = decode_cursor(cursor)
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created_at, job_id))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    jobs = list(await session.scalars(query))
+    if len(jobs) > limit:
+        return jobs[:limit], encode_cursor(jobs[limit - 1])
+    return jobs, None
+
+
+async def set_status(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    from_statuses: Sequence[str],
+    values: dict[str, Any],
+) -> bool:
+    """Move a job on only if it is still in one of ``from_statuses``: a late or
+    duplicated event can never move a job that has gone past them."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(from_statuses))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def save_result(session: AsyncSession, job_id: str, transcript: Any, raw: Any) -> None:
+    session.add(JobResult(job_id=job_id, transcript=transcript, raw=raw))
+
+
+async def get_result(session: AsyncSession, job_id: str) -> JobResult | None:
+    return await session.get(JobResult, job_id)
+
+
+async def delete_job(session: AsyncSession, job_id: str) -> None:
+    await session.execute(delete(Job).where(Job.id == job_id))

@@ -1,0 +1,164 @@
+"""The job as clients see it, and what they send to create one."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.models import Job
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    processing = "processing"
+    completed = "completed"
+    failed = "failed"
+    canceled = "canceled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.canceled})
+
+# BCP 47, loosely: "en", "en-US", "zh-Hant-TW", "ko".
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
+
+
+class UploadSource(BaseModel):
+    type: Literal["upload"] = "upload"
+    filename: str | None
+    content_type: str | None
+    size: int
+    sha256: str
+
+
+class UrlSource(BaseModel):
+    type: Literal["url"] = "url"
+    url: str
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    retryable: bool = False
+    provider_detail: Any = None
+
+
+class ArtifactOut(BaseModel):
+    name: str
+    content_type: str
+    size: int
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "job_01jd5m3x2k8q9r7t6v5w4y3z2a",
+                    "status": "completed",
+                    "provider": "local",
+                    "provider_job_id": "job_01jd5m3x2k8q9r7t6v5w4y3z2a",
+                    "provider_status": "done",
+                    "language": "en",
+                    "options": {},
+                    "metadata": {"order": "42"},
+                    "callback_url": None,
+                    "source": {
+                        "type": "upload",
+                        "filename": "hello.wav",
+                        "content_type": "audio/wav",
+                        "size": 103500,
+                        "sha256": "9f2c…",
+                    },
+                    "error": None,
+                    "artifacts": [],
+                    "created_at": "2026-11-21T06:00:00Z",
+                    "updated_at": "2026-11-21T06:00:02Z",
+                    "completed_at": "2026-11-21T06:00:02Z",
+                }
+            ]
+        }
+    )
+
+    id: str
+    status: JobStatus
+    provider: str
+    provider_job_id: str | None
+    provider_status: str | None
+    language: str | None
+    options: dict[str, Any]
+    metadata: dict[str, Any]
+    callback_url: str | None
+    source: Annotated[UploadSource | UrlSource, Field(discriminator="type")]
+    error: JobError | None
+    artifacts: list[ArtifactOut]
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(
+            id=job.id,
+            status=JobStatus(job.status),
+            provider=job.provider,
+            provider_job_id=job.provider_job_id,
+            provider_status=job.provider_status,
+            language=job.language,
+            options=job.options,
+            metadata=job.meta,
+            callback_url=job.callback_url,
+            source=job.source,  # validated by the discriminator
+            error=JobError.model_validate(job.error) if job.error else None,
+            artifacts=[ArtifactOut.model_validate(a) for a in job.artifacts],
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            completed_at=job.completed_at,
+        )
+
+
+class JobPage(BaseModel):
+    data: list[JobOut]
+    next_cursor: str | None
+
+
+class JobFields(BaseModel):
+    """The fields of a new job other than its audio, from a form or a JSON body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = Field(default="local", min_length=1, max_length=40)
+    language: str | None = Field(default=None, examples=["en"])
+    options: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("language")
+    @classmethod
+    def _language_tag(cls, value: str | None) -> str | None:
+        if value is not None and not _LANGUAGE.match(value):
+            raise ValueError("must be a language tag such as 'en' or 'en-US'")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > 50:
+            raise ValueError("at most 50 keys")
+        return value
+
+
+class CreateJobFromUrl(JobFields):
+    """``POST /jobs`` with a JSON body: the audio is fetched from ``source_url``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"source_url": "https://example.com/call.wav", "provider": "local"}]
+        },
+    )
+
+    source_url: str = Field(max_length=2048)

@@ -1,0 +1,145 @@
+"""The job state machine: every change of a job's status goes through here.
+
+    queued ──▶ processing ──▶ completed | failed | canceled
+       └──────────────────────▶ completed | failed | canceled
+
+Terminal statuses never change again: each transition is a conditional
+UPDATE, so a late worker, a duplicate callback or a racing cancel loses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.events import JOBS_CHANNEL, announce
+from app.jobs import repository
+from app.jobs.schemas import TERMINAL_STATUSES, JobStatus
+from app.providers.base import ProviderResult
+from app.queue import repository as queue
+from app.storage import LocalStorage, artifact_key
+
+ACTIVE = (JobStatus.queued.value, JobStatus.processing.value)
+SUBMIT_TASK = "submit"
+POLL_TASK = "poll"
+
+
+def is_terminal(status: str) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+async def _move(
+    session: AsyncSession, job_id: str, from_statuses: tuple[str, ...], values: dict[str, Any]
+) -> bool:
+    moved = await repository.set_status(
+        session, job_id, from_statuses=from_statuses, values={**values, "updated_at": utcnow()}
+    )
+    if moved:
+        await announce(session, JOBS_CHANNEL, job_id)
+    return moved
+
+
+async def mark_processing(
+    session: AsyncSession, job_id: str, provider_job_id: str | None, provider_status: str | None
+) -> bool:
+    return await _move(
+        session,
+        job_id,
+        ACTIVE,
+        {
+            "status": JobStatus.processing.value,
+            "provider_job_id": provider_job_id,
+            "provider_status": provider_status,
+        },
+    )
+
+
+async def note_provider_status(session: AsyncSession, job_id: str, provider_status: str) -> None:
+    """The vendor's own word changed while the job is still processing."""
+    await _move(
+        session, job_id, (JobStatus.processing.value,), {"provider_status": provider_status}
+    )
+
+
+def store_artifacts(storage: LocalStorage, job_id: str, result: ProviderResult) -> list[dict]:
+    """Write the vendor's outputs to storage (before the completing transaction)."""
+    listed = []
+    for artifact in result.artifacts:
+        storage.write_bytes(artifact_key(job_id, artifact.name), artifact.data)
+        listed.append(
+            {
+                "name": artifact.name,
+                "content_type": artifact.content_type,
+                "size": len(artifact.data),
+            }
+        )
+    return listed
+
+
+async def complete(
+    session: AsyncSession,
+    job_id: str,
+    result: ProviderResult,
+    artifacts: list[dict],
+    provider_job_id: str | None,
+    provider_status: str | None,
+) -> bool:
+    now = utcnow()
+    moved = await _move(
+        session,
+        job_id,
+        ACTIVE,
+        {
+            "status": JobStatus.completed.value,
+            "provider_job_id": provider_job_id,
+            "provider_status": provider_status,
+            "artifacts": artifacts,
+            "completed_at": now,
+            "error": None,
+        },
+    )
+    if moved:
+        await repository.save_result(
+            session, job_id, result.transcript.model_dump(mode="json"), result.raw
+        )
+    return moved
+
+
+async def fail(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    code: str,
+    message: str,
+    retryable: bool = False,
+    provider_detail: Any = None,
+    provider_status: str | None = None,
+) -> bool:
+    values: dict[str, Any] = {
+        "status": JobStatus.failed.value,
+        "completed_at": utcnow(),
+        "error": {
+            "code": code,
+            "message": message,
+            "retryable": retryable,
+            "provider_detail": provider_detail,
+        },
+    }
+    if provider_status is not None:
+        values["provider_status"] = provider_status
+    return await _move(session, job_id, ACTIVE, values)
+
+
+async def cancel(session: AsyncSession, job_id: str) -> bool:
+    """Cancel at once in the gateway; pending work for the job is dropped."""
+    moved = await _move(
+        session,
+        job_id,
+        ACTIVE,
+        {"status": JobStatus.canceled.value, "completed_at": utcnow()},
+    )
+    if moved:
+        await queue.cancel_for_job(session, job_id, (SUBMIT_TASK, POLL_TASK))
+    return moved

@@ -1,0 +1,76 @@
+"""Fetching a job's ``source_url`` into storage, for providers that need the bytes."""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin
+
+import httpx
+
+from app.audio.sniff import sniff_format
+from app.providers.base import AudioFormat, PermanentProviderError, RetryableProviderError
+from app.queue.backoff import parse_retry_after
+from app.storage import BlobWriter
+from app.urls import UrlRefused, check_url_target
+
+_MAX_REDIRECTS = 5
+
+
+async def download_source(
+    http: httpx.AsyncClient,
+    url: str,
+    writer: BlobWriter,
+    *,
+    max_bytes: int,
+    allow_private: bool,
+) -> AudioFormat:
+    """Stream ``url`` into ``writer``; every hop is checked before it is requested."""
+    for _ in range(_MAX_REDIRECTS + 1):
+        try:
+            await check_url_target(url, allow_private=allow_private)
+        except UrlRefused as exc:
+            raise PermanentProviderError("source_refused", f"source_url {exc}") from None
+        try:
+            async with http.stream("GET", url, timeout=httpx.Timeout(60.0, connect=10.0)) as resp:
+                if resp.is_redirect and "location" in resp.headers:
+                    url = urljoin(url, resp.headers["location"])
+                    continue
+                _raise_for_status(resp)
+                declared = int(resp.headers.get("content-length") or 0)
+                if declared > max_bytes:
+                    raise _too_large(max_bytes)
+                async for chunk in resp.aiter_bytes():
+                    if writer.size + len(chunk) > max_bytes:
+                        raise _too_large(max_bytes)
+                    writer.write(chunk)
+        except httpx.TransportError as exc:
+            raise RetryableProviderError(
+                f"fetching source_url failed: {type(exc).__name__}"
+            ) from None
+        fmt = sniff_format(writer.head)
+        if fmt is None:
+            raise PermanentProviderError(
+                "unsupported_media", "the content at source_url is not audio in a known format"
+            )
+        return fmt
+    raise PermanentProviderError("source_unavailable", "source_url redirects too many times")
+
+
+def _raise_for_status(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    detail = {"status_code": resp.status_code}
+    if resp.status_code in (408, 429) or resp.status_code >= 500:
+        raise RetryableProviderError(
+            f"source_url answered {resp.status_code}",
+            retry_after=parse_retry_after(resp.headers.get("retry-after")),
+            provider_detail=detail,
+        )
+    raise PermanentProviderError(
+        "source_unavailable", f"source_url answered {resp.status_code}", provider_detail=detail
+    )
+
+
+def _too_large(max_bytes: int) -> PermanentProviderError:
+    return PermanentProviderError(
+        "source_too_large", f"the content at source_url is larger than {max_bytes} bytes"
+    )

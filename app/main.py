@@ -1,0 +1,43 @@
+"""create_app(): the API, its error handling, and the process's background work."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app import health
+from app.config import Settings, get_settings
+from app.context import GatewayContext
+from app.errors import install_error_handlers
+from app.jobs.endpoints import router as jobs_router
+from app.providers.endpoints import router as providers_router
+from app.runtime import background
+
+DESCRIPTION = """One asynchronous `/jobs` API in front of many speech-to-text vendors.
+
+Authenticate with `Authorization: Bearer <api_key>` (create keys with
+`stt-gateway keys create --name NAME`). Errors are `application/problem+json`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = GatewayContext.build(settings)
+        app.state.ctx = ctx
+        try:
+            async with background(ctx, run_worker=settings.run_worker):
+                yield
+        finally:
+            await ctx.aclose()
+
+    app = FastAPI(title="stt-gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(jobs_router)
+    app.include_router(providers_router)
+    app.include_router(health.router)
+    return app

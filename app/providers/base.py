@@ -1,0 +1,126 @@
+"""What every provider adapter is, and what it exchanges with the worker.
+
+The worker owns the database and the HTTP client; an adapter only turns our
+request into the vendor's and the vendor's answers into these types.
+
+Errors an adapter raises::
+
+    ProviderError
+    ├── RetryableProviderError   timeouts, 5xx, 429: try again later (honour retry_after)
+    └── PermanentProviderError   the vendor refused this input: the job fails
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel
+
+from app.transcripts import Transcript
+
+AudioFormat = Literal["wav", "mp3", "flac", "ogg", "webm", "mp4", "aiff", "amr"]
+
+
+class ProviderError(Exception):
+    """Base of the errors an adapter raises; ``message`` never holds a secret."""
+
+    def __init__(self, message: str, *, provider_detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider_detail = provider_detail
+
+
+class RetryableProviderError(ProviderError):
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, provider_detail: Any = None
+    ) -> None:
+        super().__init__(message, provider_detail=provider_detail)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    def __init__(self, code: str, message: str, *, provider_detail: Any = None) -> None:
+        super().__init__(message, provider_detail=provider_detail)
+        self.code = code
+
+
+class NoOptions(BaseModel):
+    """For providers that take no options of their own: anything given is a 422."""
+
+    model_config = {"extra": "forbid"}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, shown by ``GET /providers``."""
+
+    formats: tuple[AudioFormat, ...]
+    source_url: bool = True
+    upload: bool = True
+    callbacks: bool = False
+    cancel: bool = False
+    synchronous: bool = False  # the result comes back from submit itself (no polling)
+    word_timestamps: bool = False
+    diarization: bool = False
+    languages: tuple[str, ...] | None = None  # None: whatever the vendor accepts
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    job_id: str
+    audio_path: Path | None  # the stored upload (or downloaded source), when there is one
+    audio_format: AudioFormat | None
+    filename: str | None
+    content_type: str | None
+    source_url: str | None
+    language: str | None
+    options: BaseModel
+    callback_url: str | None = None  # where the vendor may notify us, when PUBLIC_BASE_URL is set
+    media_url: str | None = None  # a signed link to the upload, for URL-only vendors
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    transcript: Transcript
+    raw: Any = None  # the vendor's own payload, kept beside the transcript
+    artifacts: list[Artifact] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProviderUpdate:
+    """The vendor's view of a job, from a submit or a status fetch.
+
+    ``status`` is ours: ``processing`` (keep polling), ``completed`` (``result``
+    is set) or ``failed`` (``error`` is set).
+    """
+
+    status: Literal["processing", "completed", "failed"]
+    provider_job_id: str | None = None
+    provider_status: str | None = None
+    result: ProviderResult | None = None
+    error: PermanentProviderError | None = None
+    poll_after: float | None = None  # the vendor's hint, in seconds
+
+
+class Provider(Protocol):
+    """One vendor adapter. Stateless but for its settings and HTTP client."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    options_model: ClassVar[type[BaseModel]]
+    needs_local_audio: ClassVar[bool]  # True: a source_url is downloaded before submit
+
+    async def submit(self, request: SubmitRequest) -> ProviderUpdate: ...
+
+    async def fetch(self, provider_job_id: str) -> ProviderUpdate: ...
+
+    async def cancel(self, provider_job_id: str) -> None: ...

@@ -1,0 +1,226 @@
+"""Offline English recognition with pocketsphinx, for development and air-gapped use.
+
+Recognition is CPU-bound and holds the GIL, so it runs in worker processes;
+each keeps one loaded decoder for its whole life, as loading the model takes
+longer than recognising a short clip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import re
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypedDict
+
+from pydantic import BaseModel
+
+from app.audio.convert import UnsupportedAudio, decode_to_pcm16_mono, ffmpeg_available
+from app.audio.sniff import SNIFF_BYTES, sniff_format
+from app.providers.base import (
+    AudioFormat,
+    Capabilities,
+    NoOptions,
+    PermanentProviderError,
+    ProviderResult,
+    ProviderUpdate,
+    RetryableProviderError,
+    SubmitRequest,
+)
+from app.transcripts import Segment, Transcript, Word
+
+SAMPLE_RATE = 16000  # what the bundled acoustic model was trained on
+SEGMENT_GAP = 0.5  # seconds of silence that start a new segment
+
+_FILLER = re.compile(r"<.*>|\[.*\]|\+\+.*\+\+")  # <s>, </s>, <sil>, [NOISE], ++BREATH++
+_VARIANT = re.compile(r"\(\d+\)$")  # the dictionary's alternative pronunciations: on(2)
+
+
+def local_capabilities() -> Capabilities:
+    formats: tuple[AudioFormat, ...] = ("wav",)
+    if ffmpeg_available():
+        formats += ("mp3", "flac", "ogg", "webm", "mp4", "aiff", "amr")
+    return Capabilities(
+        formats=formats,
+        source_url=True,
+        upload=True,
+        word_timestamps=True,
+        languages=("en",),
+    )
+
+
+class RawSegment(TypedDict):
+    word: str
+    start_frame: int
+    end_frame: int
+    prob: float
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """What a worker process sends back: plain data, cheap to pickle."""
+
+    hypothesis: str
+    frate: int  # frames per second of the frame numbers in segments
+    samples: int  # at SAMPLE_RATE
+    segments: list[RawSegment]
+
+
+class LocalProvider:
+    name: ClassVar[str] = "local"
+    needs_local_audio: ClassVar[bool] = True
+    options_model: ClassVar[type[BaseModel]] = NoOptions
+    # The protocol wants a class variable, so ffmpeg is looked for once, at import.
+    capabilities: ClassVar[Capabilities] = local_capabilities()
+    unsupported_format_hint: ClassVar[str] = (
+        "The local provider decodes WAV itself; MP3, FLAC, Ogg, WebM, MP4, AIFF and AMR "
+        "need ffmpeg on the gateway's PATH."
+    )
+
+    def __init__(self, processes: int = 1) -> None:
+        if processes < 1:
+            raise ValueError("processes must be at least 1")
+        self._processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._processes,
+                # Not fork: the parent runs an event loop and threads a child must not inherit.
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+            )
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    async def submit(self, request: SubmitRequest) -> ProviderUpdate:
+        _check_language(request.language)
+        if request.audio_path is None:
+            raise PermanentProviderError(
+                "invalid_audio", "the local provider needs the audio itself, not only a link"
+            )
+        pool = self._executor()
+        loop = asyncio.get_running_loop()
+        try:
+            recognition = await loop.run_in_executor(
+                pool, _recognise, request.audio_path, request.audio_format
+            )
+        except UnsupportedAudio as exc:
+            raise PermanentProviderError("invalid_audio", str(exc)) from exc
+        except BrokenProcessPool as exc:
+            # A worker died (killed, out of memory): every queued call fails with it,
+            # so the next submit gets a fresh pool.
+            if self._pool is pool:
+                self.close()
+            raise RetryableProviderError("the local recognizer process died") from exc
+        return ProviderUpdate(
+            status="completed",
+            provider_job_id=request.job_id,
+            provider_status="done",
+            result=ProviderResult(
+                transcript=build_transcript(recognition),
+                raw={
+                    "engine": "pocketsphinx",
+                    "hypothesis": recognition.hypothesis,
+                    "segments": recognition.segments,
+                },
+            ),
+        )
+
+    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
+        raise PermanentProviderError(
+            "not_supported", "local jobs finish inside submit; there is nothing to fetch"
+        )
+
+    async def cancel(self, provider_job_id: str) -> None:
+        # The gateway marks the job canceled; a recognition under way just runs out.
+        return None
+
+
+def _check_language(language: str | None) -> None:
+    if language is None:
+        return
+    if language.replace("_", "-").split("-")[0].lower() != "en":
+        raise PermanentProviderError(
+            "unsupported_language",
+            f"the local provider only recognises English (en), not {language!r}",
+        )
+
+
+def build_transcript(recognition: Recognition) -> Transcript:
+    """Turn pocketsphinx's segments into words and pause-separated segments."""
+    duration = round(recognition.samples / SAMPLE_RATE, 3)
+    groups: list[list[Word]] = []
+    last_end = -math.inf
+    for seg in recognition.segments:
+        if _FILLER.fullmatch(seg["word"]):
+            continue
+        # end_frame is the word's last frame, so the word ends one frame later.
+        start = min(round(seg["start_frame"] / recognition.frate, 3), duration)
+        end = min(round((seg["end_frame"] + 1) / recognition.frate, 3), duration)
+        if start - last_end > SEGMENT_GAP:  # always true for the first word
+            groups.append([])
+        text = _VARIANT.sub("", seg["word"])
+        confidence = min(max(seg["prob"], 0.0), 1.0)
+        groups[-1].append(Word(start=start, end=end, text=text, confidence=confidence))
+        last_end = end
+
+    return Transcript(
+        text=" ".join(word.text for group in groups for word in group),
+        language="en",
+        duration=duration,
+        provider=LocalProvider.name,
+        segments=[
+            Segment(
+                start=group[0].start,
+                end=group[-1].end,
+                text=" ".join(word.text for word in group),
+                words=group,
+            )
+            for group in groups
+        ],
+    )
+
+
+# --- in the worker processes ---
+
+_decoder: Any = None  # this process's pocketsphinx.Decoder
+
+
+def _init_worker() -> None:
+    global _decoder
+    # Imported here so only the worker processes load the model.
+    from pocketsphinx import Decoder
+
+    _decoder = Decoder(samprate=SAMPLE_RATE)
+
+
+def _recognise(path: Path, fmt: AudioFormat | None) -> Recognition:
+    if fmt is None:
+        with path.open("rb") as f:
+            fmt = sniff_format(f.read(SNIFF_BYTES))
+        if fmt is None:
+            raise UnsupportedAudio("the file is not audio in a format the gateway recognises")
+    pcm = decode_to_pcm16_mono(path, fmt, SAMPLE_RATE)
+    _decoder.start_utt()
+    _decoder.process_raw(pcm, full_utt=True)
+    _decoder.end_utt()
+    hypothesis = _decoder.hyp()
+    return Recognition(
+        hypothesis=hypothesis.hypstr if hypothesis is not None else "",
+        frate=int(_decoder.config["frate"]),
+        samples=len(pcm) // 2,
+        segments=[
+            RawSegment(word=s.word, start_frame=s.start_frame, end_frame=s.end_frame, prob=s.prob)
+            for s in _decoder.seg()
+        ],
+    )

@@ -1,0 +1,123 @@
+"""Every query on the task queue.
+
+A task is due when ``run_at <= now``. Claiming moves ``run_at`` to the end of
+the lease and stamps a fresh ``claim_token``; the claimant finishes or
+reschedules the task only while the token is still its own. A worker that
+dies simply lets its lease run out, and the task is due again (no reaper).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+
+from app.db import utcnow
+from app.events import TASKS_CHANNEL, announce
+from app.models import Task
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    id: int
+    kind: str
+    job_id: str
+    attempts: int  # including this one
+    claim_token: str
+
+
+async def enqueue(
+    session: AsyncSession, kind: str, job_id: str, *, run_at: datetime | None = None
+) -> None:
+    """Add a task in the caller's transaction; workers are woken when it commits."""
+    session.add(Task(kind=kind, job_id=job_id, run_at=run_at or utcnow()))
+    await announce(session, TASKS_CHANNEL)
+
+
+async def claim(session: AsyncSession, limit: int, lease: timedelta) -> list[ClaimedTask]:
+    """Take up to ``limit`` due tasks. One statement; SKIP LOCKED on PostgreSQL
+    lets concurrent claimers pass each other without waiting or sharing."""
+    now = utcnow()
+    token = secrets.token_hex(16)
+    due = (
+        select(Task.id)
+        .where(Task.run_at <= now)
+        .order_by(Task.run_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        update(Task)
+        .where(Task.id.in_(due))
+        .values(run_at=now + lease, attempts=Task.attempts + 1, claim_token=token)
+        .returning(Task.id, Task.kind, Task.job_id, Task.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    return [ClaimedTask(r.id, r.kind, r.job_id, r.attempts, token) for r in rows]
+
+
+def _owned(task: ClaimedTask) -> ColumnElement[bool]:
+    return (Task.id == task.id) & (Task.claim_token == task.claim_token)
+
+
+async def finish(session: AsyncSession, task: ClaimedTask) -> bool:
+    """Remove a done task; False if its lease was lost to another worker."""
+    result = await session.execute(delete(Task).where(_owned(task)))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def reschedule(
+    session: AsyncSession,
+    task: ClaimedTask,
+    run_at: datetime,
+    *,
+    error: str | None = None,
+    reset_attempts: bool = False,
+) -> bool:
+    values: dict[str, object] = {"run_at": run_at, "claim_token": None, "last_error": error}
+    if reset_attempts:
+        values["attempts"] = 0
+    result = await session.execute(
+        update(Task)
+        .where(_owned(task))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if run_at <= utcnow():
+        await announce(session, TASKS_CHANNEL)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def extend_lease(session: AsyncSession, task: ClaimedTask, lease: timedelta) -> bool:
+    result = await session.execute(
+        update(Task)
+        .where(_owned(task))
+        .values(run_at=utcnow() + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def release(session: AsyncSession, tasks: Sequence[ClaimedTask]) -> None:
+    """Hand tasks back at shutdown so another worker need not wait for the lease."""
+    for task in tasks:
+        await reschedule(session, task, utcnow(), error="released at shutdown")
+
+
+async def cancel_for_job(session: AsyncSession, job_id: str, kinds: Sequence[str]) -> None:
+    await session.execute(delete(Task).where(Task.job_id == job_id, Task.kind.in_(kinds)))
+
+
+async def queue_stats(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many tasks are due now, and the run_at of the oldest of them."""
+    now = utcnow()
+    row = (
+        await session.execute(select(func.count(), func.min(Task.run_at)).where(Task.run_at <= now))
+    ).one()
+    return int(row[0]), row[1]

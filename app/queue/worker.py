@@ -1,0 +1,176 @@
+"""The worker loop: claim due tasks, run them with a bounded concurrency, retry.
+
+It wakes when a task is announced (NOTIFY on PostgreSQL, in-process on
+SQLite) or when its polling timer fires, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db import utcnow
+from app.events import EventHub, commit
+from app.queue import repository as queue
+from app.queue.backoff import retry_delay
+from app.queue.repository import ClaimedTask
+
+log = logging.getLogger(__name__)
+
+
+class TaskHandler(Protocol):
+    async def run(self, task: ClaimedTask) -> None:
+        """Do the work; finish or reschedule the task in the final transaction."""
+
+    async def give_up(self, session: AsyncSession, task: ClaimedTask, error: Exception) -> None:
+        """The task failed too often: record it on the job (same transaction as the finish)."""
+
+
+class Worker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        hub: EventHub,
+        handlers: Mapping[str, TaskHandler],
+        settings: Settings,
+    ) -> None:
+        self._sessions = sessions
+        self._hub = hub
+        self._handlers = handlers
+        self._settings = settings
+        self._lease = timedelta(seconds=settings.task_lease_seconds)
+        self._running: dict[asyncio.Task[None], ClaimedTask] = {}
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        log.info("worker started (concurrency %d)", self._settings.worker_concurrency)
+        while not self._stopping.is_set():
+            free = self._settings.worker_concurrency - len(self._running)
+            claimed: list[ClaimedTask] = []
+            if free > 0:
+                self._hub.tasks_due.clear()
+                claimed = await self._claim(free)
+                for task in claimed:
+                    runner = asyncio.create_task(self._execute(task))
+                    self._running[runner] = task
+            if free > 0 and len(claimed) == free:
+                await asyncio.sleep(0)  # more may be due: claim again at once
+                continue
+            await self._wait_for_work()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming, let running tasks finish for ``grace`` s, hand back the rest."""
+        self._stopping.set()
+        self._hub.tasks_due.set()
+        if self._running:
+            _, pending = await asyncio.wait(list(self._running), timeout=grace)
+            left = [self._running[t] for t in pending]
+            for runner in pending:
+                runner.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            with contextlib.suppress(SQLAlchemyError, OSError):
+                async with self._sessions() as session:
+                    await queue.release(session, left)
+                    await session.commit()
+
+    async def _claim(self, limit: int) -> list[ClaimedTask]:
+        try:
+            async with self._sessions() as session:
+                tasks = await queue.claim(session, limit, self._lease)
+                await session.commit()
+                return tasks
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("claiming tasks failed (%s); will retry", type(exc).__name__)
+            return []
+
+    async def _wait_for_work(self) -> None:
+        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._hub.tasks_due.wait())]
+        if self._running and len(self._running) >= self._settings.worker_concurrency:
+            waits.append(
+                asyncio.ensure_future(
+                    asyncio.wait(list(self._running), return_when=asyncio.FIRST_COMPLETED)
+                )
+            )
+        try:
+            await asyncio.wait(
+                waits,
+                timeout=self._settings.worker_poll_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    async def _execute(self, task: ClaimedTask) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(task))
+        try:
+            handler = self._handlers[task.kind]
+            await handler.run(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._after_failure(task, exc)
+        finally:
+            heartbeat.cancel()
+            self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._hub.tasks_due.set()  # a slot is free
+
+    async def _heartbeat(self, task: ClaimedTask) -> None:
+        while True:
+            await asyncio.sleep(self._lease.total_seconds() / 3)
+            try:
+                async with self._sessions() as session:
+                    await queue.extend_lease(session, task, self._lease)
+                    await session.commit()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("lease heartbeat failed (%s)", type(exc).__name__)
+
+    async def _after_failure(self, task: ClaimedTask, exc: Exception) -> None:
+        retry_after = getattr(exc, "retry_after", None)
+        message = f"{type(exc).__name__}: {exc}"[:1000]
+        if retry_after is None and not hasattr(exc, "retry_after"):
+            log.error(
+                "task %s (%s) of job %s failed: %s",
+                task.id,
+                task.kind,
+                task.job_id,
+                message,
+                exc_info=exc,
+            )
+        else:
+            log.warning(
+                "task %s (%s) of job %s will be retried: %s",
+                task.id,
+                task.kind,
+                task.job_id,
+                message,
+            )
+        try:
+            async with self._sessions() as session:
+                if task.attempts >= self._settings.task_max_attempts:
+                    await self._handlers[task.kind].give_up(session, task, exc)
+                    await queue.finish(session, task)
+                else:
+                    delay = retry_delay(
+                        task.attempts,
+                        base=self._settings.retry_base_seconds,
+                        cap=self._settings.retry_max_seconds,
+                        retry_after=retry_after,
+                    )
+                    await queue.reschedule(
+                        session, task, utcnow() + timedelta(seconds=delay), error=message
+                    )
+                await commit(session, self._hub)
+        except (SQLAlchemyError, OSError) as db_exc:
+            # The lease runs out and the task is claimed again: nothing is lost.
+            log.warning(
+                "recording the failure of task %s failed (%s)", task.id, type(db_exc).__name__
+            )

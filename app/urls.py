@@ -1,0 +1,52 @@
+"""Checks on URLs a client gives us, so that they cannot reach inside our network.
+
+A URL is checked when it is given and again, after DNS resolution, right
+before it is used (and on every redirect): a DNS change cannot turn a public
+name into a request to a private address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+
+class UrlRefused(ValueError):
+    pass
+
+
+def check_url_syntax(url: str) -> str:
+    """The URL's host, if it is an absolute http(s) URL; raises UrlRefused otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UrlRefused("must be an http or https URL")
+    if not parts.hostname:
+        raise UrlRefused("has no host")
+    if parts.username or parts.password:
+        raise UrlRefused("must not carry credentials")
+    return parts.hostname
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def check_url_target(url: str, *, allow_private: bool) -> None:
+    """Refuse a URL whose host resolves to loopback, private, link-local or metadata space."""
+    host = check_url_syntax(url)
+    if allow_private:
+        return
+    port = urlsplit(url).port or 443
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise UrlRefused(f"host {host!r} does not resolve") from None
+    for info in infos:
+        if not _is_public(str(info[4][0])):
+            raise UrlRefused(f"host {host!r} resolves to a loopback, private or link-local address")

@@ -1,0 +1,235 @@
+import asyncio
+import multiprocessing
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from app.audio.convert import ffmpeg_available
+from app.providers.base import (
+    AudioFormat,
+    NoOptions,
+    PermanentProviderError,
+    RetryableProviderError,
+    SubmitRequest,
+)
+from app.providers.local import LocalProvider, Recognition, build_transcript, local_capabilities
+
+DATA = Path(__file__).parents[1] / "data"
+MONO = DATA / "hello-16k-mono.wav"
+STEREO = DATA / "hello-44k-stereo.wav"
+
+
+def request(
+    path: Path | None,
+    fmt: AudioFormat | None = "wav",
+    language: str | None = None,
+    job_id: str = "job-1",
+) -> SubmitRequest:
+    return SubmitRequest(
+        job_id=job_id,
+        audio_path=path,
+        audio_format=fmt,
+        filename=None,
+        content_type=None,
+        source_url=None,
+        language=language,
+        options=NoOptions(),
+    )
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[LocalProvider]:
+    # One pool for the module: each worker process takes a second or so to start.
+    local = LocalProvider(processes=2)
+    yield local
+    local.close()
+
+
+@pytest.mark.parametrize(("path", "frames"), [(MONO, 51728), (STEREO, 142576)])
+async def test_transcribes_the_committed_speech(
+    provider: LocalProvider, path: Path, frames: int
+) -> None:
+    update = await provider.submit(request(path, job_id="job-7"))
+
+    assert update.status == "completed"
+    assert update.provider_job_id == "job-7"
+    assert update.result is not None
+    transcript = update.result.transcript
+    assert transcript.provider == "local"
+    assert transcript.language == "en"
+    assert transcript.duration == pytest.approx(
+        frames / (16000 if path == MONO else 44100), abs=0.01
+    )
+
+    words = [word for segment in transcript.segments for word in segment.words]
+    texts = [word.text for word in words]
+    assert {"hello", "world"} <= set(texts)
+    assert transcript.text == " ".join(texts)
+    assert not any(text.startswith(("<", "[")) or "(" in text for text in texts)
+    times = [t for word in words for t in (word.start, word.end)]
+    assert all(t is not None for t in times)
+    assert times == sorted(times)
+    assert 0 <= times[0] and times[-1] <= transcript.duration
+    assert all(word.confidence is not None and 0 <= word.confidence <= 1 for word in words)
+
+    raw = update.result.raw
+    assert raw["engine"] == "pocketsphinx"
+    assert "hello" in raw["hypothesis"]
+    assert {"<s>", "hello"} <= {segment["word"] for segment in raw["segments"]}
+
+
+async def test_the_event_loop_runs_during_recognition(provider: LocalProvider) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        await provider.submit(request(STEREO))
+    finally:
+        task.cancel()
+    # Recognising 3 s of speech takes well over 0.1 s; a blocked loop would tick once.
+    assert ticks >= 10
+
+
+async def test_sniffs_the_format_when_the_gateway_did_not(provider: LocalProvider) -> None:
+    update = await provider.submit(request(MONO, fmt=None))
+    assert update.result is not None
+    assert "hello" in update.result.transcript.text
+
+
+async def test_corrupt_audio_is_a_permanent_error(provider: LocalProvider, tmp_path: Path) -> None:
+    header_only = tmp_path / "cut.wav"
+    header_only.write_bytes(MONO.read_bytes()[:44])
+
+    with pytest.raises(PermanentProviderError) as caught:
+        await provider.submit(request(header_only))
+    assert caught.value.code == "invalid_audio"
+    assert "no audio samples" in caught.value.message
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not audio")
+    with pytest.raises(PermanentProviderError, match="not audio in a format") as caught:
+        await provider.submit(request(text, fmt=None))
+    assert caught.value.code == "invalid_audio"
+
+
+@pytest.mark.skipif(ffmpeg_available(), reason="needs a machine without ffmpeg")
+async def test_mp3_without_ffmpeg_is_a_permanent_error(
+    provider: LocalProvider, tmp_path: Path
+) -> None:
+    mp3 = tmp_path / "in.mp3"
+    mp3.write_bytes(b"ID3\x04" + bytes(100))
+
+    with pytest.raises(PermanentProviderError, match="ffmpeg") as caught:
+        await provider.submit(request(mp3, fmt="mp3"))
+    assert caught.value.code == "invalid_audio"
+
+
+@pytest.mark.parametrize("language", ["de", "fr-FR", "english", "es_US"])
+async def test_refuses_other_languages(language: str) -> None:
+    local = LocalProvider()
+    with pytest.raises(PermanentProviderError) as caught:
+        await local.submit(request(MONO, language=language))
+    assert caught.value.code == "unsupported_language"
+    assert local._pool is None  # refused before any process was started
+
+
+@pytest.mark.parametrize("language", ["en", "en-US", "en-GB", "EN", "en_AU"])
+async def test_accepts_english_variants(provider: LocalProvider, language: str) -> None:
+    update = await provider.submit(request(MONO, language=language))
+    assert update.status == "completed"
+
+
+async def test_missing_audio_is_a_permanent_error() -> None:
+    with pytest.raises(PermanentProviderError) as caught:
+        await LocalProvider().submit(request(None))
+    assert caught.value.code == "invalid_audio"
+
+
+async def test_a_dead_worker_is_retryable_and_the_pool_is_rebuilt() -> None:
+    local = LocalProvider()
+    try:
+        before = set(multiprocessing.active_children())
+        await local.submit(request(MONO))
+        for worker in set(multiprocessing.active_children()) - before:
+            worker.kill()
+            worker.join()
+
+        with pytest.raises(RetryableProviderError):
+            await local.submit(request(MONO))
+        update = await local.submit(request(MONO))
+        assert update.status == "completed"
+    finally:
+        local.close()
+
+
+async def test_fetch_is_not_supported_and_cancel_is_a_no_op() -> None:
+    local = LocalProvider()
+    with pytest.raises(PermanentProviderError) as caught:
+        await local.fetch("job-1")
+    assert caught.value.code == "not_supported"
+    assert await local.cancel("job-1") is None
+
+
+def test_options_refuse_anything() -> None:
+    assert LocalProvider.options_model.model_validate({}) is not None
+    with pytest.raises(pydantic.ValidationError):
+        LocalProvider.options_model.model_validate({"model": "large"})
+
+
+def test_capabilities_follow_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    without = local_capabilities()
+    assert without.formats == ("wav",)
+    assert without.word_timestamps and without.upload and without.source_url
+    assert without.languages == ("en",)
+
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    with_ffmpeg = local_capabilities()
+    assert set(with_ffmpeg.formats) == {"wav", "mp3", "flac", "ogg", "webm", "mp4", "aiff", "amr"}
+
+    assert LocalProvider.capabilities == (with_ffmpeg if ffmpeg_available() else without)
+    assert "ffmpeg" in LocalProvider.unsupported_format_hint
+
+
+def test_builds_words_and_pause_separated_segments() -> None:
+    def seg(word: str, start: int, end: int, prob: float = 0.5) -> dict:
+        return {"word": word, "start_frame": start, "end_frame": end, "prob": prob}
+
+    recognition = Recognition(
+        hypothesis="hello world turn on",
+        frate=100,
+        samples=16000 * 3,
+        segments=[
+            seg("<s>", 0, 9, 1.0002),
+            seg("hello", 10, 49, 1.0003),  # posteriors can round above 1
+            seg("<sil>", 50, 59),
+            seg("world", 60, 99),
+            seg("[NOISE]", 100, 169),  # 0.7 s without words: a new segment
+            seg("turn", 170, 199, -0.1),
+            seg("on(2)", 200, 219),
+            seg("</s>", 220, 299),
+        ],
+    )
+
+    transcript = build_transcript(recognition)
+
+    assert transcript.text == "hello world turn on"
+    assert transcript.duration == 3.0
+    first, second = transcript.segments
+    assert (first.start, first.end, first.text) == (0.1, 1.0, "hello world")
+    assert (second.start, second.end, second.text) == (1.7, 2.2, "turn on")
+    assert [(w.text, w.start, w.end, w.confidence) for w in second.words] == [
+        ("turn", 1.7, 2.0, 0.0),
+        ("on", 2.0, 2.2, 0.5),
+    ]
+    assert first.words[0].confidence == 1.0
+    assert first.channel is None and first.speaker is None
