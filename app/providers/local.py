@@ -201,7 +201,10 @@ def _init_worker() -> None:
     # Imported here so only the worker processes load the model.
     from pocketsphinx import Decoder
 
-    _decoder = Decoder(samprate=SAMPLE_RATE)
+    # Dither: stretches of digital silence (exact or near zeros, as synthesised or
+    # resampled audio has) give log-energy features of minus infinity, which can
+    # derail the whole utterance.
+    _decoder = Decoder(samprate=SAMPLE_RATE, dither=True)
 
 
 def _recognise(path: Path, fmt: AudioFormat | None) -> Recognition:

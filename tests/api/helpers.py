@@ -1,0 +1,25 @@
+"""Small helpers shared by the API tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import SPEECH_WAV
+
+
+def upload(client: httpx.Client, path: Path = SPEECH_WAV, **fields: str) -> httpx.Response:
+    with path.open("rb") as audio:
+        return client.post("/jobs", files={"file": (path.name, audio, "audio/wav")}, data=fields)
+
+
+def assert_problem(response: httpx.Response, status: int, *words: str) -> dict:
+    """A problem+json answer with this status whose detail names each of ``words``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict = response.json()
+    assert body["status"] == status and body["title"] and body["type"].startswith("https://")
+    for word in words:
+        assert word in body["detail"], body
+    return body

@@ -1,0 +1,102 @@
+"""Fixtures: a real PostgreSQL for the session, migrated databases, running gateways."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from app.migrate import upgrade_to_head
+from tests.support.gateway import ThreadedGateway, start_threaded, test_settings
+from tests.support.postgres import (
+    PostgresServer,
+    admin,
+    clone_database,
+    drop_database,
+    sqlalchemy_url,
+)
+
+DATA = Path(__file__).parent / "data"
+SPEECH_WAV = DATA / "hello-16k-mono.wav"
+SPEECH_WAV_STEREO = DATA / "hello-44k-stereo.wav"
+_TEMPLATE = "stt_template"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_dsn() -> Iterator[str]:
+    """``TEST_POSTGRES_URL`` if given, else a server started for this session."""
+    given = os.environ.get("TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server.admin_dsn
+    finally:
+        server.stop("immediate")
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_admin_dsn: str) -> str:
+    """A database built by the real migrations, cloned for each test."""
+    admin(postgres_admin_dsn, f'DROP DATABASE IF EXISTS "{_TEMPLATE}" WITH (FORCE)',
+          f'CREATE DATABASE "{_TEMPLATE}"')
+    upgrade_to_head(sqlalchemy_url(postgres_admin_dsn, _TEMPLATE))
+    return _TEMPLATE
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_dsn: str, postgres_template: str) -> Iterator[str]:
+    name = clone_database(postgres_admin_dsn, postgres_template)
+    yield sqlalchemy_url(postgres_admin_dsn, name)
+    drop_database(postgres_admin_dsn, name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    upgrade_to_head(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "gateway.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The core paths run on both backends."""
+    fixture = "postgres_url" if request.param == "postgres" else "sqlite_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(database_url: str, **overrides: object) -> Settings:
+        return test_settings(database_url, tmp_path / "blobs", **overrides)
+
+    return make
+
+
+@pytest.fixture
+def start_gateway() -> Iterator[Callable[[Settings], ThreadedGateway]]:
+    started: list[ThreadedGateway] = []
+
+    def start(settings: Settings) -> ThreadedGateway:
+        gateway = start_threaded(settings)
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
