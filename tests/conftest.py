@@ -11,7 +11,7 @@ import pytest
 
 from app.config import Settings
 from app.migrate import upgrade_to_head
-from tests.support.gateway import ThreadedGateway, start_threaded, test_settings
+from tests.support.gateway import ThreadedGateway, gateway_settings, start_threaded
 from tests.support.postgres import (
     PostgresServer,
     admin,
@@ -45,8 +45,11 @@ def postgres_admin_dsn() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres_template(postgres_admin_dsn: str) -> str:
     """A database built by the real migrations, cloned for each test."""
-    admin(postgres_admin_dsn, f'DROP DATABASE IF EXISTS "{_TEMPLATE}" WITH (FORCE)',
-          f'CREATE DATABASE "{_TEMPLATE}"')
+    admin(
+        postgres_admin_dsn,
+        f'DROP DATABASE IF EXISTS "{_TEMPLATE}" WITH (FORCE)',
+        f'CREATE DATABASE "{_TEMPLATE}"',
+    )
     upgrade_to_head(sqlalchemy_url(postgres_admin_dsn, _TEMPLATE))
     return _TEMPLATE
 
@@ -83,7 +86,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(database_url: str, **overrides: object) -> Settings:
-        return test_settings(database_url, tmp_path / "blobs", **overrides)
+        return gateway_settings(database_url, tmp_path / "blobs", **overrides)
 
     return make
 

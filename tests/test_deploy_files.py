@@ -9,6 +9,7 @@ Dockerfile. None of this needs a Docker engine.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -22,6 +23,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from app.cli import build_parser
 from app.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +31,16 @@ ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
+
+def _cli_commands() -> frozenset[str]:
+    """The subcommands `stt-gateway` really has, and the options of each."""
+    parser = build_parser()
+    (action,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return frozenset(action.choices)
+
+
 # The `stt-gateway` subcommands the deployment files may run.
-# TODO: read them from `python -m app.cli --help` once app/cli.py settles.
-SUBCOMMANDS = frozenset({"serve", "worker", "migrate"})
+SUBCOMMANDS = _cli_commands()
 
 SERVICES = {"postgres", "migrate", "gateway", "worker"}
 APP_SERVICES = ("migrate", "gateway", "worker")
@@ -87,7 +96,7 @@ def test_env_example_holds_no_secret_and_no_empty_assignment() -> None:
         annotation = Settings.model_fields[name.lower()].annotation
         if SecretStr in getattr(annotation, "__args__", (annotation,)):
             assert value == "", f"{name} must be left empty in .env.example"
-        # pydantic-settings reads `NAME=` as an empty string, not as unset.
+        # The example shows defaults only: every assignment stays commented out.
         assert commented or value, f"{name}= is set to an empty string; comment it out"
 
 

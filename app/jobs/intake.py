@@ -35,22 +35,23 @@ async def create_job(
 ) -> Job:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     job_id = new_id("job")
-    if media_type == "multipart/form-data":
-        fields, upload, source_url = await _read_form(request, ctx, job_id)
-    elif media_type == "application/json":
-        body = await _read_json(request)
-        fields, upload, source_url = body, None, body.source_url
-    else:
-        raise UnsupportedMediaType(
-            "send multipart/form-data (with a file or source_url) or application/json "
-            "(with source_url)"
-        )
     try:
+        if media_type == "multipart/form-data":
+            fields, upload, source_url = await _read_form(request, ctx, job_id)
+        elif media_type == "application/json":
+            body = await _read_json(request)
+            fields, upload, source_url = body, None, body.source_url
+        else:
+            raise UnsupportedMediaType(
+                "send multipart/form-data (with a file or source_url) or application/json "
+                "(with source_url)"
+            )
         job = await _validated_job(ctx, client, job_id, fields, upload, source_url)
         session.add(job)
         await queue.enqueue(session, service.SUBMIT_TASK, job.id)
         await commit(session, ctx.hub)
     except BaseException:
+        # Whatever was refused or failed, no stored byte outlives the request.
         ctx.storage.delete_prefix(job_prefix(job_id))
         raise
     return job

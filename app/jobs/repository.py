@@ -42,7 +42,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def get_for_client(session: AsyncSession, client_id: str, job_id: str) -> Job | None:
-    return await session.scalar(select(Job).where(Job.id == job_id, Job.client_id == client_id))
+    # populate_existing: a status UPDATE made in this session must show on a re-read.
+    query = select(Job).where(Job.id == job_id, Job.client_id == client_id)
+    return await session.scalar(query.execution_options(populate_existing=True))
 
 
 async def get(session: AsyncSession, job_id: str) -> Job | None:

@@ -49,6 +49,7 @@ def local_capabilities() -> Capabilities:
         source_url=True,
         upload=True,
         word_timestamps=True,
+        synchronous=True,
         languages=("en",),
     )
 

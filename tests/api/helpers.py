@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import SPEECH_WAV
+
+# A 16 kHz mono 16-bit WAV header that announces no samples at all.
+WAV_HEADER_ONLY = (
+    b"RIFF"
+    + struct.pack("<I", 36)
+    + b"WAVEfmt "
+    + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+    + b"data"
+    + struct.pack("<I", 0)
+)
 
 
 def upload(client: httpx.Client, path: Path = SPEECH_WAV, **fields: str) -> httpx.Response:

@@ -56,15 +56,15 @@ def test_upload_is_transcribed_with_word_timings(
         assert vtt.startswith("WEBVTT\n\n") and "hello" in vtt
 
 
-def test_job_from_source_url_is_fetched_and_transcribed(
-    postgres_url, make_settings, start_gateway
-):
+def test_job_from_source_url_is_fetched_and_transcribed(postgres_url, make_settings, start_gateway):
     audio_server = StaticServer(SPEECH_WAV.read_bytes())
     try:
         gateway = start_gateway(make_settings(postgres_url))
         key = create_key(postgres_url, "acme")
         with gateway.client(key) as client:
-            created = client.post("/jobs", json={"source_url": audio_server.url, "provider": "local"})
+            created = client.post(
+                "/jobs", json={"source_url": audio_server.url, "provider": "local"}
+            )
             assert created.status_code == 202, created.text
             assert created.json()["source"] == {"type": "url", "url": audio_server.url}
             done = client.get(f"/jobs/{created.json()['id']}", params={"wait": 60}).json()

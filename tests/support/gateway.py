@@ -24,7 +24,7 @@ from tests.support.postgres import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_settings(database_url: str, storage_dir: Path, **overrides: object) -> Settings:
+def gateway_settings(database_url: str, storage_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,
         "storage_dir": storage_dir,
@@ -118,7 +118,10 @@ class GatewayProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *self.args],
-            env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         if wait_ready and self.args[0] == "serve":
             deadline = time.monotonic() + 60

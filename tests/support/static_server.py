@@ -12,7 +12,7 @@ class StaticServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            def do_GET(self) -> None:
                 outer.requests += 1
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
