@@ -38,7 +38,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _migrate_quietly()
     settings = get_settings().model_copy(update={"run_worker": not args.no_worker})
     asyncio.run(_hint_when_no_keys())
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    level = settings.log_level.lower()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=level,
+        access_log=level in ("debug", "info"),
+    )
     return 0
 
 

@@ -19,6 +19,8 @@ class GatewayContext:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    # Single reads need no transaction: no BEGIN/ROLLBACK round trips.
+    autocommit_sessions: async_sessionmaker[AsyncSession]
     hub: EventHub
     http: httpx.AsyncClient
     storage: LocalStorage
@@ -36,6 +38,9 @@ class GatewayContext:
             settings=settings,
             engine=engine,
             sessions=create_session_factory(engine),
+            autocommit_sessions=create_session_factory(
+                engine.execution_options(isolation_level="AUTOCOMMIT")
+            ),
             hub=EventHub(),
             http=http,
             storage=LocalStorage(settings.storage_dir),

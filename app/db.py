@@ -71,7 +71,11 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No pre-ping (a round trip per checkout): a connection found dead raises a
+    # disconnect error, which invalidates the pool, and the request gets a 503.
+    # A pool as large as the busiest moment: overflow connections are closed on
+    # return, and reconnecting under load costs more than idle connections do.
+    return create_async_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800)
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

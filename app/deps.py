@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import clients
 from app.context import GatewayContext
 from app.errors import Unauthorized
-from app.models import Client
 
 
 def get_context(request: Request) -> GatewayContext:
@@ -34,16 +34,27 @@ Session = Annotated[AsyncSession, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from `stt-gateway keys create`")
 
 
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated client, detached from any database session."""
+
+    id: str
+    name: str
+
+
 async def current_client(
-    session: Session,
+    ctx: Ctx,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Client:
+) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send your API key as 'Authorization: Bearer <api_key>'")
-    client = await clients.authenticate(session, credentials.credentials)
-    if client is None:
-        raise Unauthorized("the API key is not valid or has been revoked")
-    return client
+    # Its own short session: an upload may take minutes to arrive, and must not
+    # hold a pooled connection while it does.
+    async with ctx.autocommit_sessions() as session:
+        client = await clients.authenticate(session, credentials.credentials)
+        if client is None:
+            raise Unauthorized("the API key is not valid or has been revoked")
+        return Caller(id=client.id, name=client.name)
 
 
-CurrentClient = Annotated[Client, Depends(current_client)]
+CurrentClient = Annotated[Caller, Depends(current_client)]

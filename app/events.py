@@ -55,9 +55,15 @@ class EventHub:
                     del self._job_waiters[job_id]
 
 
-async def announce(session: AsyncSession, channel: str, payload: str = "") -> None:
-    """Announce a change made in ``session``'s transaction, delivered on commit."""
-    if session.get_bind().dialect.name == "postgresql":
+async def announce(
+    session: AsyncSession, channel: str, payload: str = "", *, by_trigger: bool = False
+) -> None:
+    """Announce a change made in ``session``'s transaction, delivered on commit.
+
+    ``by_trigger``: a database trigger sends the NOTIFY (inserts into tasks, see
+    migration 0002), so only this process's waiters are left to wake.
+    """
+    if not by_trigger and session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
     session.info.setdefault(_PENDING, []).append((channel, payload))
 

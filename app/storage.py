@@ -6,6 +6,7 @@ sees half a file and a crash leaves only a ``.part`` file behind.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -15,13 +16,21 @@ from typing import BinaryIO
 
 
 class BlobWriter:
-    """Writes one blob in chunks, counting its size and SHA-256 as it goes."""
+    """Writes one blob, counting its size and SHA-256 as it goes.
+
+    ``write`` only buffers (up to ``FLUSH_BYTES``); ``flush`` hashes and writes
+    the buffer in a thread, so the event loop keeps parsing other requests
+    while the disk and hashlib work (both release the GIL).
+    """
+
+    FLUSH_BYTES = 1024 * 1024
 
     def __init__(self, final_path: Path) -> None:
         self._final = final_path
         self._part = final_path.with_name(f"{final_path.name}.{uuid.uuid4().hex}.part")
-        final_path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = open(self._part, "wb")  # noqa: SIM115 (closed in commit/abort)
+        self._file: BinaryIO | None = None
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self._sha256 = hashlib.sha256()
         self.size = 0
         self.head = b""  # the first bytes, for sniffing the format
@@ -29,21 +38,48 @@ class BlobWriter:
     def write(self, chunk: bytes) -> None:
         if len(self.head) < 64:
             self.head += chunk[: 64 - len(self.head)]
-        self._file.write(chunk)
-        self._sha256.update(chunk)
+        self._pending.append(chunk)
+        self._pending_size += len(chunk)
         self.size += len(chunk)
 
     @property
+    def needs_flush(self) -> bool:
+        return self._pending_size >= self.FLUSH_BYTES
+
+    async def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending, self._pending_size = [], 0
+            await asyncio.to_thread(self._write_out, data)
+
+    def _write_out(self, data: bytes) -> None:
+        if self._file is None:
+            self._final.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._part, "wb")  # noqa: SIM115 (closed in commit/abort)
+        self._file.write(data)
+        self._sha256.update(data)
+
+    @property
     def sha256(self) -> str:
+        """The digest of what was flushed: read it after ``commit``."""
         return self._sha256.hexdigest()
 
-    def commit(self) -> None:
+    async def commit(self) -> None:
+        await self.flush()
+        await asyncio.to_thread(self._close_and_rename)
+
+    def _close_and_rename(self) -> None:
+        if self._file is None:
+            self._write_out(b"")
+        assert self._file is not None
         self._file.close()
         os.replace(self._part, self._final)
 
     def abort(self) -> None:
-        self._file.close()
-        self._part.unlink(missing_ok=True)
+        self._pending = []
+        if self._file is not None:
+            self._file.close()
+            self._part.unlink(missing_ok=True)
 
 
 class LocalStorage:
@@ -51,22 +87,22 @@ class LocalStorage:
         self.root = root.resolve()
 
     def path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
-            raise ValueError("blob key leaves the storage root")
-        return path
+        # Keys are made by the gateway, but a name in one (an artifact's) may come
+        # from a vendor: refuse anything that could climb out of the root.
+        parts = key.split("/")
+        if key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise ValueError("invalid blob key")
+        return self.root.joinpath(*parts)
 
     def writer(self, key: str) -> BlobWriter:
         return BlobWriter(self.path(key))
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        writer = self.writer(key)
-        try:
-            writer.write(data)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")
+        part.write_bytes(data)
+        os.replace(part, path)
 
     def read_bytes(self, key: str) -> bytes:
         return self.path(key).read_bytes()

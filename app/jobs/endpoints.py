@@ -9,13 +9,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
-from app.deps import Ctx, CurrentClient, Session
+from app.deps import Caller, Ctx, CurrentClient, Session
 from app.errors import PROBLEM_MEDIA_TYPE, Conflict, InvalidRequest, NotFound, Problem
 from app.events import commit
 from app.jobs import intake, repository, service
 from app.jobs.repository import InvalidCursor, JobFilter
 from app.jobs.schemas import CreateJobFromUrl, JobOut, JobPage, JobStatus
-from app.models import Client, Job
+from app.models import Job
 from app.storage import artifact_key, job_prefix
 from app.transcripts import RENDERERS, Transcript, TranscriptHasNoTimings
 
@@ -64,9 +64,8 @@ _CREATE_BODY = {
 }
 
 
-async def _own_job(session: Session, client: Client | str, job_id: str) -> Job:
-    client_id = client if isinstance(client, str) else client.id
-    job = await repository.get_for_client(session, client_id, job_id)
+async def _own_job(session: Session, client: Caller, job_id: str) -> Job:
+    job = await repository.get_for_client(session, client.id, job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     return job
@@ -86,10 +85,8 @@ async def _own_job(session: Session, client: Client | str, job_id: str) -> Job:
         422: _problem("Invalid fields or provider options"),
     },
 )
-async def create_job(
-    request: Request, ctx: Ctx, session: Session, client: CurrentClient
-) -> JSONResponse:
-    job = await intake.create_job(request, ctx, session, client)
+async def create_job(request: Request, ctx: Ctx, client: CurrentClient) -> JSONResponse:
+    job = await intake.create_job(request, ctx, client)
     return JSONResponse(
         JobOut.of(job).model_dump(mode="json"),
         status_code=202,
@@ -118,8 +115,7 @@ async def get_job(
         ),
     ] = 0,
 ) -> JobOut:
-    client_id = client.id  # the rollback below expires the loaded client
-    job = await _own_job(session, client_id, job_id)
+    job = await _own_job(session, client, job_id)
     deadline = time.monotonic() + wait
     while not service.is_terminal(job.status):
         remaining = deadline - time.monotonic()
@@ -127,7 +123,7 @@ async def get_job(
             break
         await session.rollback()  # give the connection back while we wait
         await ctx.hub.wait_for_job(job_id, min(remaining, _WAIT_RECHECK_SECONDS))
-        job = await _own_job(session, client_id, job_id)
+        job = await _own_job(session, client, job_id)
     return JobOut.of(job)
 
 

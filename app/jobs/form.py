@@ -26,12 +26,12 @@ _MAX_FIELD_BYTES = 64 * 1024
 _MAX_PARTS = len(FORM_FIELDS)
 
 
-@dataclass
-class StoredUpload:
+@dataclass(frozen=True)
+class FilePart:
+    """What the form said about its file; the bytes themselves went to the writer."""
+
     filename: str | None
     content_type: str | None
-    size: int
-    sha256: str
     format: AudioFormat
 
 
@@ -64,7 +64,7 @@ class JobFormReader:
         self._header_value = b""
         self._parts = 0
         self.fields: dict[str, str] = {}
-        self.upload: StoredUpload | None = None
+        self.file: FilePart | None = None
         self._sniffed: AudioFormat | None = None
         self._parser = MultipartParser(
             boundary,
@@ -83,10 +83,12 @@ class JobFormReader:
         try:
             async for chunk in body:
                 self._parser.write(chunk)
+                if self._writer.needs_flush:
+                    await self._writer.flush()
             self._parser.finalize()
         except FormParserError as exc:
             raise InvalidRequest(f"malformed multipart body: {exc}") from None
-        if self._part.is_file and self.upload is None:
+        if self._part.is_file and self.file is None:
             raise InvalidRequest("the multipart body ended in the middle of the file")
 
     def _on_part_begin(self) -> None:
@@ -119,7 +121,7 @@ class JobFormReader:
                 f"unknown form field {self._part.name!r}; the fields are: {allowed}",
                 errors=[{"field": self._part.name, "message": "unknown field", "type": "extra"}],
             )
-        if self._part.name in self.fields or (self._part.name == "file" and self.upload):
+        if self._part.name in self.fields or (self._part.name == "file" and self.file):
             raise InvalidRequest(f"form field {self._part.name!r} is given twice")
         if self._part.name == "file":
             self._part.is_file = True
@@ -164,10 +166,8 @@ class JobFormReader:
             self._sniff()
         assert self._sniffed is not None
         content_type = part.headers.get(b"content-type")
-        self.upload = StoredUpload(
+        self.file = FilePart(
             filename=part.filename,
             content_type=content_type.decode("latin-1")[:100] if content_type else None,
-            size=self._writer.size,
-            sha256=self._writer.sha256,
             format=self._sniffed,
         )

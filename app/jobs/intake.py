@@ -7,32 +7,40 @@ here, before anything is written to the database.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.context import GatewayContext
+from app.db import utcnow
+from app.deps import Caller
 from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType, field_errors
 from app.events import commit
 from app.ids import new_id
-from app.jobs import service
-from app.jobs.form import JobFormReader, StoredUpload
+from app.jobs import repository, service
+from app.jobs.form import FilePart, JobFormReader
 from app.jobs.schemas import CreateJobFromUrl, JobFields, JobStatus
-from app.models import Client, Job
+from app.models import Job
 from app.providers.base import Provider
-from app.queue import repository as queue
 from app.storage import audio_key, job_prefix
 from app.urls import UrlRefused, check_url_target
 
 _MAX_JSON_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    part: FilePart
+    size: int
+    sha256: str
+
+
 _FORM_OVERHEAD = 1024 * 1024  # room for the form's other fields and boundaries
 
 
-async def create_job(
-    request: Request, ctx: GatewayContext, session: AsyncSession, client: Client
-) -> Job:
+async def create_job(request: Request, ctx: GatewayContext, client: Caller) -> Job:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     job_id = new_id("job")
     try:
@@ -47,9 +55,11 @@ async def create_job(
                 "(with source_url)"
             )
         job = await _validated_job(ctx, client, job_id, fields, upload, source_url)
-        session.add(job)
-        await queue.enqueue(session, service.SUBMIT_TASK, job.id)
-        await commit(session, ctx.hub)
+        # PostgreSQL writes both rows in one statement: no transaction needed.
+        postgres = ctx.engine.dialect.name == "postgresql"
+        async with (ctx.autocommit_sessions if postgres else ctx.sessions)() as session:
+            await repository.insert_with_first_task(session, job, service.SUBMIT_TASK)
+            await commit(session, ctx.hub)
     except BaseException:
         # Whatever was refused or failed, no stored byte outlives the request.
         ctx.storage.delete_prefix(job_prefix(job_id))
@@ -73,22 +83,24 @@ async def _read_form(
     try:
         reader = JobFormReader(request.headers["content-type"], writer, limit)
         await reader.read(request.stream())
-        if reader.upload is not None:
-            writer.commit()
+        upload = None
+        if reader.file is not None:
+            await writer.commit()
+            upload = StoredUpload(reader.file, writer.size, writer.sha256)
         else:
             writer.abort()
     except BaseException:
         writer.abort()
         raise
     raw = reader.fields
-    if reader.upload is None and "source_url" not in raw:
+    if upload is None and "source_url" not in raw:
         raise InvalidRequest(
             "give the audio as a 'file' part or a 'source_url' field",
             errors=[
                 {"field": "file", "message": "file or source_url is required", "type": "missing"}
             ],
         )
-    if reader.upload is not None and "source_url" in raw:
+    if upload is not None and "source_url" in raw:
         raise InvalidRequest("give either a 'file' or a 'source_url', not both")
     values: dict[str, Any] = {k: v for k, v in raw.items() if k != "source_url"}
     for name in ("options", "metadata"):
@@ -101,7 +113,7 @@ async def _read_form(
         fields = JobFields.model_validate(values)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    return fields, reader.upload, raw.get("source_url")
+    return fields, upload, raw.get("source_url")
 
 
 def _json_object(name: str, text: str) -> dict[str, Any]:
@@ -163,7 +175,7 @@ async def _checked_url(ctx: GatewayContext, field: str, url: str) -> str:
 
 async def _validated_job(
     ctx: GatewayContext,
-    client: Client,
+    client: Caller,
     job_id: str,
     fields: JobFields,
     upload: StoredUpload | None,
@@ -186,8 +198,8 @@ async def _validated_job(
         _check_format(provider, upload)
         source: dict[str, Any] = {
             "type": "upload",
-            "filename": upload.filename,
-            "content_type": upload.content_type,
+            "filename": upload.part.filename,
+            "content_type": upload.part.content_type,
             "size": upload.size,
             "sha256": upload.sha256,
         }
@@ -199,6 +211,7 @@ async def _validated_job(
     callback_url = fields.callback_url
     if callback_url is not None:
         await _checked_url(ctx, "callback_url", callback_url)
+    now = utcnow()
     return Job(
         id=job_id,
         client_id=client.id,
@@ -210,17 +223,23 @@ async def _validated_job(
         callback_url=callback_url,
         source=source,
         audio_key=audio_key(job_id) if upload else None,
-        audio_format=upload.format if upload else None,
+        audio_format=upload.part.format if upload else None,
         artifacts=[],
+        created_at=now,
+        updated_at=now,
+        completed_at=None,
+        provider_job_id=None,
+        provider_status=None,
+        error=None,
     )
 
 
 def _check_format(provider: Provider, upload: StoredUpload) -> None:
     formats = provider.capabilities.formats
-    if upload.format in formats:
+    if upload.part.format in formats:
         return
     hint = getattr(provider, "unsupported_format_hint", "")
     raise UnsupportedMediaType(
-        f"provider {provider.name!r} does not take {upload.format} audio "
+        f"provider {provider.name!r} does not take {upload.part.format} audio "
         f"(it takes: {', '.join(formats)}). {hint}".strip()
     )

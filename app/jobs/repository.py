@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import Table, delete, insert, literal, select, tuple_, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Job, JobResult
+from app.events import TASKS_CHANNEL, announce
+from app.models import Job, JobResult, Task
 
 
 class InvalidCursor(ValueError):
@@ -72,6 +74,35 @@ async def list_for_client(
     if len(jobs) > limit:
         return jobs[:limit], encode_cursor(jobs[limit - 1])
     return jobs, None
+
+
+def _column_values(job: Job) -> dict[str, Any]:
+    return {attr.columns[0].name: getattr(job, attr.key) for attr in sa_inspect(Job).column_attrs}
+
+
+async def insert_with_first_task(session: AsyncSession, job: Job, task_kind: str) -> None:
+    """Write a new job and its first task atomically, in as few round trips as the
+    database allows: one statement on PostgreSQL (a data-modifying CTE, so it
+    needs no transaction around it), two in the caller's transaction on SQLite.
+    """
+    jobs, tasks = Job.__table__, Task.__table__
+    assert isinstance(jobs, Table) and isinstance(tasks, Table)
+    task_values = {
+        "kind": task_kind,
+        "run_at": job.created_at,
+        "attempts": 0,
+        "created_at": job.created_at,
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        new_job = insert(jobs).values(_column_values(job)).returning(jobs.c.id).cte("new_job")
+        columns = [literal(value, tasks.c[name].type) for name, value in task_values.items()]
+        await session.execute(
+            insert(tasks).from_select(["job_id", *task_values], select(new_job.c.id, *columns))
+        )
+    else:
+        await session.execute(insert(jobs).values(_column_values(job)))
+        await session.execute(insert(tasks).values(job_id=job.id, **task_values))
+    await announce(session, TASKS_CHANNEL, by_trigger=True)
 
 
 async def set_status(

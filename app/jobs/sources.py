@@ -42,6 +42,8 @@ async def download_source(
                     if writer.size + len(chunk) > max_bytes:
                         raise _too_large(max_bytes)
                     writer.write(chunk)
+                    if writer.needs_flush:
+                        await writer.flush()
         except httpx.TransportError as exc:
             raise RetryableProviderError(
                 f"fetching source_url failed: {type(exc).__name__}"

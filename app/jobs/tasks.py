@@ -183,7 +183,7 @@ class SubmitStep(_JobStep):
                 max_bytes=self.ctx.settings.max_source_url_bytes,
                 allow_private=self.ctx.settings.allow_private_urls,
             )
-            writer.commit()
+            await writer.commit()
         except BaseException:
             writer.abort()
             raise

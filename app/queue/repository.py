@@ -36,7 +36,7 @@ async def enqueue(
 ) -> None:
     """Add a task in the caller's transaction; workers are woken when it commits."""
     session.add(Task(kind=kind, job_id=job_id, run_at=run_at or utcnow()))
-    await announce(session, TASKS_CHANNEL)
+    await announce(session, TASKS_CHANNEL, by_trigger=True)
 
 
 async def claim(session: AsyncSession, limit: int, lease: timedelta) -> list[ClaimedTask]:

@@ -1,0 +1,298 @@
+"""POST /jobs against a minimal baseline, side by side, in one run.
+
+    python bench/create_jobs.py [--seconds 15] [--concurrency 32] [--big-mib 1024]
+
+Starts a PostgreSQL server, the gateway (`stt-gateway serve --no-worker`) and
+the baseline (bench/baseline_server.py) under the same uvicorn, then drives
+both with the same client: `concurrency` workers uploading the same 1 MiB WAV
+in multipart, in alternating rounds. Prints throughput, p50/p99 and the
+ratios, then the gateway's peak memory (VmHWM) while it receives one big
+upload. Needs PostgreSQL's server binaries (as scripts/test.sh installs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.gateway import create_key  # noqa: E402
+from tests.support.postgres import PostgresServer, admin, free_port, sqlalchemy_url  # noqa: E402
+
+
+def wav_bytes(size: int) -> bytes:
+    """A valid 16 kHz mono 16-bit WAV of about ``size`` bytes (a quiet tone)."""
+    samples = (size - 44) // 2
+    tone = struct.pack("<32h", *(int(800 * math.sin(i / 32 * 2 * math.pi)) for i in range(32)))
+    data = (tone * (samples // 32 + 1))[: samples * 2]
+    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
+    header += struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+    return header + b"data" + struct.pack("<I", len(data)) + data
+
+
+def multipart(audio: bytes, boundary: str = "benchboundary7f3a") -> tuple[bytes, str]:
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="provider"\r\n\r\nlocal\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
+    return (
+        head + audio + f"\r\n--{boundary}--\r\n".encode(),
+        f"multipart/form-data; boundary={boundary}",
+    )
+
+
+@dataclass
+class Round:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+
+
+async def drive(
+    url: str, headers: dict[str, str], body: bytes, concurrency: int, seconds: float
+) -> Round:
+    result = Round()
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+        async def one_worker() -> None:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                response = await client.post(url, content=body, headers=headers)
+                if response.status_code == 202:
+                    result.latencies.append(time.perf_counter() - started)
+                else:
+                    result.errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_worker() for _ in range(concurrency)))
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+def start(cmd: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{cmd} did not start: {log.read_text()[-2000:]}")
+
+
+def peak_rss_mib(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    values = {
+        line.split(":")[0]: line.split()[1] for line in status.splitlines() if line.startswith("Vm")
+    }
+    return int(values["VmRSS"]) / 1024, int(values["VmHWM"]) / 1024
+
+
+def big_upload(url: str, headers: dict[str, str], path: Path) -> tuple[int, float]:
+    boundary = "bigboundary91c2"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    size = path.stat().st_size
+
+    def body():  # type: ignore[no-untyped-def]
+        yield head
+        with path.open("rb") as file:
+            while chunk := file.read(1024 * 1024):
+                yield chunk
+        yield tail
+
+    all_headers = {
+        **headers,
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(head) + size + len(tail)),
+    }
+    started = time.perf_counter()
+    response = httpx.post(url, content=body(), headers=all_headers, timeout=600)
+    return response.status_code, time.perf_counter() - started
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--big-mib", type=int, default=1024)
+    parser.add_argument(
+        "--py-spy", metavar="OUT", help="profile the gateway's first round into OUT"
+    )
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="stt-bench-"))
+    server = PostgresServer()
+    server.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        admin(server.admin_dsn, "CREATE DATABASE gateway", "CREATE DATABASE baseline")
+        gateway_url = sqlalchemy_url(server.admin_dsn, "gateway")
+        env = {
+            **os.environ,
+            "DATABASE_URL": gateway_url,
+            "STORAGE_DIR": str(work / "gateway"),
+            "LOG_LEVEL": "WARNING",
+        }
+        gport, bport = free_port(), free_port()
+        python = sys.executable
+        procs.append(
+            start(
+                [python, "-m", "app.cli", "serve", "--no-worker", "--port", str(gport)],
+                env,
+                gport,
+                work / "gateway.log",
+            )
+        )
+        key = create_key(gateway_url, "bench")
+        baseline_env = {
+            **os.environ,
+            "BASELINE_DSN": server.admin_dsn.rsplit("/", 1)[0] + "/baseline",
+            "BASELINE_STORAGE": str(work / "baseline"),
+        }
+        procs.append(
+            start(
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "bench.baseline_server:app",
+                    "--port",
+                    str(bport),
+                    "--log-level",
+                    "warning",
+                ],
+                baseline_env,
+                bport,
+                work / "baseline.log",
+            )
+        )
+
+        body, content_type = multipart(wav_bytes(1024 * 1024))
+        targets = {
+            "gateway POST /jobs": (
+                f"http://127.0.0.1:{gport}/jobs",
+                {"Authorization": f"Bearer {key}", "Content-Type": content_type},
+            ),
+            "baseline (stream to disk + 1 row)": (
+                f"http://127.0.0.1:{bport}/upload",
+                {"Content-Type": content_type},
+            ),
+        }
+        rounds: dict[str, list[Round]] = {name: [] for name in targets}
+        asyncio.run(drive(*targets["gateway POST /jobs"], body, 4, 2))  # warm up both
+        asyncio.run(drive(*targets["baseline (stream to disk + 1 row)"], body, 4, 2))
+        for _ in range(args.rounds):
+            for name, (url, headers) in targets.items():
+                spy = None
+                if args.py_spy and name.startswith("gateway") and not rounds[name]:
+                    spy = subprocess.Popen(
+                        [
+                            "py-spy",
+                            "record",
+                            "-p",
+                            str(procs[0].pid),
+                            "-o",
+                            args.py_spy,
+                            "-d",
+                            str(int(args.seconds)),
+                            "-f",
+                            {".json": "speedscope", ".txt": "raw"}.get(
+                                Path(args.py_spy).suffix, "flamegraph"
+                            ),
+                        ]
+                    )
+                rounds[name].append(
+                    asyncio.run(drive(url, headers, body, args.concurrency, args.seconds))
+                )
+                if spy:
+                    spy.wait()
+
+        print(
+            f"\n{args.concurrency} concurrent clients, 1 MiB WAV uploads, "
+            f"{args.rounds} alternating rounds of {args.seconds:.0f} s each, worker off\n"
+        )
+        print("| target | uploads/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|")
+        summary = {}
+        for name, results in rounds.items():
+            latencies = [x for r in results for x in r.latencies]
+            rate = sum(len(r.latencies) for r in results) / sum(r.seconds for r in results)
+            errors = sum(r.errors for r in results)
+            summary[name] = (rate, pct(latencies, 0.5), pct(latencies, 0.99))
+            print(
+                f"| {name} | {rate:.1f} | {summary[name][1]:.0f} | {summary[name][2]:.0f} | {errors} |"
+            )
+        (g_rate, g50, g99), (b_rate, b50, b99) = summary.values()
+        print(f"\nthroughput ratio gateway/baseline: {g_rate / b_rate:.2f} (goal >= 0.70)")
+        print(f"latency ratio p50: {g50 / b50:.2f}, p99: {g99 / b99:.2f}")
+
+        # One big upload into a freshly started gateway, for its peak memory.
+        procs[0].terminate()
+        procs[0].wait()
+        procs[0] = start(
+            [python, "-m", "app.cli", "serve", "--no-worker", "--port", str(gport)],
+            env,
+            gport,
+            work / "gateway2.log",
+        )
+        big = work / "big.wav"
+        with big.open("wb") as file:
+            chunk = wav_bytes(64 * 1024 * 1024)
+            file.write(wav_bytes(44)[:4] + struct.pack("<I", 0xFFFFFFFF) + chunk[8:])
+            for _ in range(args.big_mib // 64 - 1):
+                file.write(chunk[44:])
+        rss_before, _ = peak_rss_mib(procs[0].pid)
+        status, seconds = big_upload(
+            f"http://127.0.0.1:{gport}/jobs", {"Authorization": f"Bearer {key}"}, big
+        )
+        _, peak = peak_rss_mib(procs[0].pid)
+        b_status, b_seconds = big_upload(f"http://127.0.0.1:{bport}/upload", {}, big)
+        size_mib = big.stat().st_size / 2**20
+        print(
+            f"\none {size_mib:.0f} MiB upload: gateway answered {status} in {seconds:.1f} s "
+            f"({size_mib / seconds:.0f} MiB/s), baseline {b_status} in {b_seconds:.1f} s "
+            f"({size_mib / b_seconds:.0f} MiB/s), ratio {b_seconds / seconds:.2f}"
+        )
+        print(
+            f"gateway memory: {rss_before:.0f} MiB RSS before, peak (VmHWM) {peak:.0f} MiB "
+            f"(goal < 150 MiB)"
+        )
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+        server.stop("immediate")
+        server.remove()
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+if __name__ == "__main__":
+    main()
