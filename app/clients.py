@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -56,10 +56,14 @@ async def revoke_client(session: AsyncSession, name: str) -> None:
         client.revoked_at = utcnow()
 
 
+# Built once: every authenticated request runs it.
+_BY_KEY_HASH = select(Client).where(Client.key_hash == bindparam("digest"))
+
+
 async def authenticate(session: AsyncSession, api_key: str) -> Client | None:
     """The active client owning ``api_key``, or None."""
     digest = hash_api_key(api_key)
-    client = await session.scalar(select(Client).where(Client.key_hash == digest))
+    client = await session.scalar(_BY_KEY_HASH, {"digest": digest})
     if client is None or client.revoked_at is not None:
         return None
     # The index lookup matched on the digest; compare again in constant time anyway.

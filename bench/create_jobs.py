@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import math
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -136,6 +137,50 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def profile(pid: int, out: str, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid``: raw collapsed stacks for .txt, speedscope for .json, else SVG."""
+    fmt = {".json": "speedscope", ".txt": "raw"}.get(Path(out).suffix, "flamegraph")
+    cmd = ["py-spy", "record", "-p", str(pid), "-o", out, "-d", str(int(seconds)), "-f", fmt]
+    return subprocess.Popen(cmd)
+
+
+def serve_gateway(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "app.cli", "serve", "--no-worker", "--port", str(port)]
+    return start(cmd, env, port, log)
+
+
+def serve_baseline(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "uvicorn", "bench.baseline_server:app", "--port", str(port),
+           "--log-level", "warning"]  # fmt: skip
+    return start(cmd, env, port, log)
+
+
+def write_big_wav(path: Path, mib: int) -> None:
+    """A WAV of ``mib`` MiB (its size field says "unknown", as streamed WAVs do)."""
+    block = wav_bytes(64 * 1024 * 1024)
+    with path.open("wb") as file:
+        file.write(block[:4] + struct.pack("<I", 0xFFFFFFFF) + block[8:])
+        for _ in range(mib // 64 - 1):
+            file.write(block[44:])
+
+
+def report(rounds: dict[str, list[Round]], args: argparse.Namespace) -> None:
+    print(f"\n{args.concurrency} concurrent clients, 1 MiB WAV uploads, {args.rounds} "
+          f"alternating rounds of {args.seconds:.0f} s each, worker off\n")  # fmt: skip
+    print("| target | uploads/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|")
+    summary = []
+    for name, results in rounds.items():
+        latencies = [x for r in results for x in r.latencies]
+        rate = sum(len(r.latencies) for r in results) / sum(r.seconds for r in results)
+        p50, p99 = pct(latencies, 0.5), pct(latencies, 0.99)
+        summary.append((rate, p50, p99))
+        errors = sum(r.errors for r in results)
+        print(f"| {name} | {rate:.1f} | {p50:.0f} | {p99:.0f} | {errors} |")
+    (g_rate, g50, g99), (b_rate, b50, b99) = summary
+    print(f"\nthroughput ratio gateway/baseline: {g_rate / b_rate:.2f} (goal >= 0.70)")
+    print(f"latency ratio gateway/baseline: p50 {g50 / b50:.2f}, p99 {g99 / b99:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -144,9 +189,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--big-mib", type=int, default=1024)
-    parser.add_argument(
-        "--py-spy", metavar="OUT", help="profile the gateway's first round into OUT"
-    )
+    parser.add_argument("--py-spy", metavar="OUT", help="profile the gateway's first round")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="stt-bench-"))
@@ -155,143 +198,64 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         admin(server.admin_dsn, "CREATE DATABASE gateway", "CREATE DATABASE baseline")
-        gateway_url = sqlalchemy_url(server.admin_dsn, "gateway")
-        env = {
-            **os.environ,
-            "DATABASE_URL": gateway_url,
-            "STORAGE_DIR": str(work / "gateway"),
-            "LOG_LEVEL": "WARNING",
-        }
+        gateway_db = sqlalchemy_url(server.admin_dsn, "gateway")
+        env = {**os.environ, "DATABASE_URL": gateway_db, "STORAGE_DIR": str(work / "gateway"),
+               "LOG_LEVEL": "WARNING"}  # fmt: skip
+        baseline_dsn = server.admin_dsn.rsplit("/", 1)[0] + "/baseline"
+        baseline_env = {**os.environ, "BASELINE_STORAGE": str(work / "baseline"),
+                        "BASELINE_DSN": baseline_dsn}  # fmt: skip
         gport, bport = free_port(), free_port()
-        python = sys.executable
-        procs.append(
-            start(
-                [python, "-m", "app.cli", "serve", "--no-worker", "--port", str(gport)],
-                env,
-                gport,
-                work / "gateway.log",
-            )
-        )
-        key = create_key(gateway_url, "bench")
-        baseline_env = {
-            **os.environ,
-            "BASELINE_DSN": server.admin_dsn.rsplit("/", 1)[0] + "/baseline",
-            "BASELINE_STORAGE": str(work / "baseline"),
-        }
-        procs.append(
-            start(
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "bench.baseline_server:app",
-                    "--port",
-                    str(bport),
-                    "--log-level",
-                    "warning",
-                ],
-                baseline_env,
-                bport,
-                work / "baseline.log",
-            )
-        )
+        procs += [serve_gateway(env, gport, work / "gateway.log"),
+                  serve_baseline(baseline_env, bport, work / "baseline.log")]  # fmt: skip
+        key = create_key(gateway_db, "bench")
+        auth = {"Authorization": f"Bearer {key}"}
 
         body, content_type = multipart(wav_bytes(1024 * 1024))
         targets = {
-            "gateway POST /jobs": (
-                f"http://127.0.0.1:{gport}/jobs",
-                {"Authorization": f"Bearer {key}", "Content-Type": content_type},
-            ),
-            "baseline (stream to disk + 1 row)": (
-                f"http://127.0.0.1:{bport}/upload",
-                {"Content-Type": content_type},
-            ),
-        }
+            "gateway POST /jobs": (f"http://127.0.0.1:{gport}/jobs",
+                                   {**auth, "Content-Type": content_type}),
+            "baseline (stream to disk + 1 row)": (f"http://127.0.0.1:{bport}/upload",
+                                                  {"Content-Type": content_type}),
+        }  # fmt: skip
+        for url, headers in targets.values():  # warm both up
+            asyncio.run(drive(url, headers, body, 4, 2))
         rounds: dict[str, list[Round]] = {name: [] for name in targets}
-        asyncio.run(drive(*targets["gateway POST /jobs"], body, 4, 2))  # warm up both
-        asyncio.run(drive(*targets["baseline (stream to disk + 1 row)"], body, 4, 2))
         for _ in range(args.rounds):
-            for name, (url, headers) in targets.items():
+            for (name, (url, headers)), proc in zip(targets.items(), procs, strict=True):
                 spy = None
-                if args.py_spy and name.startswith("gateway") and not rounds[name]:
-                    spy = subprocess.Popen(
-                        [
-                            "py-spy",
-                            "record",
-                            "-p",
-                            str(procs[0].pid),
-                            "-o",
-                            args.py_spy,
-                            "-d",
-                            str(int(args.seconds)),
-                            "-f",
-                            {".json": "speedscope", ".txt": "raw"}.get(
-                                Path(args.py_spy).suffix, "flamegraph"
-                            ),
-                        ]
-                    )
-                rounds[name].append(
-                    asyncio.run(drive(url, headers, body, args.concurrency, args.seconds))
-                )
+                if args.py_spy and proc is procs[0] and not rounds[name]:
+                    spy = profile(proc.pid, args.py_spy, args.seconds)
+                result = asyncio.run(drive(url, headers, body, args.concurrency, args.seconds))
+                rounds[name].append(result)
                 if spy:
                     spy.wait()
-
-        print(
-            f"\n{args.concurrency} concurrent clients, 1 MiB WAV uploads, "
-            f"{args.rounds} alternating rounds of {args.seconds:.0f} s each, worker off\n"
-        )
-        print("| target | uploads/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|")
-        summary = {}
-        for name, results in rounds.items():
-            latencies = [x for r in results for x in r.latencies]
-            rate = sum(len(r.latencies) for r in results) / sum(r.seconds for r in results)
-            errors = sum(r.errors for r in results)
-            summary[name] = (rate, pct(latencies, 0.5), pct(latencies, 0.99))
-            print(
-                f"| {name} | {rate:.1f} | {summary[name][1]:.0f} | {summary[name][2]:.0f} | {errors} |"
-            )
-        (g_rate, g50, g99), (b_rate, b50, b99) = summary.values()
-        print(f"\nthroughput ratio gateway/baseline: {g_rate / b_rate:.2f} (goal >= 0.70)")
-        print(f"latency ratio p50: {g50 / b50:.2f}, p99: {g99 / b99:.2f}")
+        report(rounds, args)
 
         # One big upload into a freshly started gateway, for its peak memory.
         procs[0].terminate()
         procs[0].wait()
-        procs[0] = start(
-            [python, "-m", "app.cli", "serve", "--no-worker", "--port", str(gport)],
-            env,
-            gport,
-            work / "gateway2.log",
-        )
+        procs[0] = serve_gateway(env, gport, work / "gateway2.log")
         big = work / "big.wav"
-        with big.open("wb") as file:
-            chunk = wav_bytes(64 * 1024 * 1024)
-            file.write(wav_bytes(44)[:4] + struct.pack("<I", 0xFFFFFFFF) + chunk[8:])
-            for _ in range(args.big_mib // 64 - 1):
-                file.write(chunk[44:])
+        write_big_wav(big, args.big_mib)
         rss_before, _ = peak_rss_mib(procs[0].pid)
-        status, seconds = big_upload(
-            f"http://127.0.0.1:{gport}/jobs", {"Authorization": f"Bearer {key}"}, big
-        )
+        status, seconds = big_upload(f"http://127.0.0.1:{gport}/jobs", auth, big)
         _, peak = peak_rss_mib(procs[0].pid)
         b_status, b_seconds = big_upload(f"http://127.0.0.1:{bport}/upload", {}, big)
-        size_mib = big.stat().st_size / 2**20
+        mib = big.stat().st_size / 2**20
         print(
-            f"\none {size_mib:.0f} MiB upload: gateway answered {status} in {seconds:.1f} s "
-            f"({size_mib / seconds:.0f} MiB/s), baseline {b_status} in {b_seconds:.1f} s "
-            f"({size_mib / b_seconds:.0f} MiB/s), ratio {b_seconds / seconds:.2f}"
+            f"\none {mib:.0f} MiB upload: gateway {status} in {seconds:.1f} s "
+            f"({mib / seconds:.0f} MiB/s), baseline {b_status} in {b_seconds:.1f} s "
+            f"({mib / b_seconds:.0f} MiB/s); throughput ratio {b_seconds / seconds:.2f}"
         )
-        print(
-            f"gateway memory: {rss_before:.0f} MiB RSS before, peak (VmHWM) {peak:.0f} MiB "
-            f"(goal < 150 MiB)"
-        )
+        print(f"gateway memory: {rss_before:.0f} MiB RSS before the upload, "
+              f"peak (VmHWM) {peak:.0f} MiB (goal < 150 MiB)")  # fmt: skip
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=30)
         server.stop("immediate")
         server.remove()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

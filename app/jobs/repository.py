@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, literal, select, tuple_, update
+from sqlalchemy import Insert, Table, bindparam, delete, insert, literal, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,8 +77,42 @@ async def list_for_client(
     return jobs, None
 
 
-def _column_values(job: Job) -> dict[str, Any]:
-    return {attr.columns[0].name: getattr(job, attr.key) for attr in sa_inspect(Job).column_attrs}
+def _table(model: type[Job] | type[Task]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _column_values(job: Job, prefix: str = "") -> dict[str, Any]:
+    return {
+        prefix + attr.columns[0].name: getattr(job, attr.key)
+        for attr in sa_inspect(Job).column_attrs
+    }
+
+
+@functools.cache
+def _insert_job_and_task() -> Insert:
+    """One statement that writes a job and its first task (PostgreSQL).
+
+    Built once with bound parameters: building SQLAlchemy statements costs more
+    than executing a cached one, and this is the hottest write of the API.
+    """
+    jobs, tasks = _table(Job), _table(Task)
+    new_job = (
+        insert(jobs)
+        .values({c.name: bindparam(f"job_{c.name}", type_=c.type) for c in jobs.columns})
+        .returning(jobs.c.id)
+        .cte("new_job")
+    )
+    task_columns = ("kind", "run_at", "created_at")
+    return insert(tasks).from_select(
+        ["job_id", "attempts", *task_columns],
+        select(
+            new_job.c.id,
+            literal(0),
+            *(bindparam(f"task_{name}", type_=tasks.c[name].type) for name in task_columns),
+        ),
+    )
 
 
 async def insert_with_first_task(session: AsyncSession, job: Job, task_kind: str) -> None:
@@ -85,23 +120,13 @@ async def insert_with_first_task(session: AsyncSession, job: Job, task_kind: str
     database allows: one statement on PostgreSQL (a data-modifying CTE, so it
     needs no transaction around it), two in the caller's transaction on SQLite.
     """
-    jobs, tasks = Job.__table__, Task.__table__
-    assert isinstance(jobs, Table) and isinstance(tasks, Table)
-    task_values = {
-        "kind": task_kind,
-        "run_at": job.created_at,
-        "attempts": 0,
-        "created_at": job.created_at,
-    }
+    task = {"kind": task_kind, "run_at": job.created_at, "created_at": job.created_at}
     if session.get_bind().dialect.name == "postgresql":
-        new_job = insert(jobs).values(_column_values(job)).returning(jobs.c.id).cte("new_job")
-        columns = [literal(value, tasks.c[name].type) for name, value in task_values.items()]
-        await session.execute(
-            insert(tasks).from_select(["job_id", *task_values], select(new_job.c.id, *columns))
-        )
+        params = _column_values(job, "job_") | {f"task_{k}": v for k, v in task.items()}
+        await session.execute(_insert_job_and_task(), params)
     else:
-        await session.execute(insert(jobs).values(_column_values(job)))
-        await session.execute(insert(tasks).values(job_id=job.id, **task_values))
+        await session.execute(insert(_table(Job)).values(_column_values(job)))
+        await session.execute(insert(_table(Task)).values(job_id=job.id, attempts=0, **task))
     await announce(session, TASKS_CHANNEL, by_trigger=True)
 
 
