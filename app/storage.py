@@ -18,9 +18,11 @@ from typing import BinaryIO
 class BlobWriter:
     """Writes one blob, counting its size and SHA-256 as it goes.
 
-    ``write`` only buffers (up to ``FLUSH_BYTES``); ``flush`` hashes and writes
-    the buffer in a thread, so the event loop keeps parsing other requests
-    while the disk and hashlib work (both release the GIL).
+    ``write`` only buffers (up to ``FLUSH_BYTES``); ``flush`` hands the buffer
+    to a thread that hashes and writes it (both release the GIL) and returns
+    at once, so the event loop goes on receiving while the disk works. At most
+    one buffer is in the thread at a time, which keeps the writes in order and
+    the memory per upload under two buffers.
     """
 
     FLUSH_BYTES = 1024 * 1024
@@ -29,6 +31,7 @@ class BlobWriter:
         self._final = final_path
         self._part = final_path.with_name(f"{final_path.name}.{uuid.uuid4().hex}.part")
         self._file: BinaryIO | None = None
+        self._in_thread: asyncio.Future[None] | None = None
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._sha256 = hashlib.sha256()
@@ -47,10 +50,17 @@ class BlobWriter:
         return self._pending_size >= self.FLUSH_BYTES
 
     async def flush(self) -> None:
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending, self._pending_size = [], 0
-            await asyncio.to_thread(self._write_out, data)
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        await self._wait_for_thread()
+        self._in_thread = asyncio.get_running_loop().run_in_executor(None, self._write_out, data)
+
+    async def _wait_for_thread(self) -> None:
+        if self._in_thread is not None:
+            in_thread, self._in_thread = self._in_thread, None
+            await in_thread
 
     def _write_out(self, data: bytes) -> None:
         if self._file is None:
@@ -66,6 +76,7 @@ class BlobWriter:
 
     async def commit(self) -> None:
         await self.flush()
+        await self._wait_for_thread()
         await asyncio.to_thread(self._close_and_rename)
 
     def _close_and_rename(self) -> None:
@@ -77,6 +88,10 @@ class BlobWriter:
 
     def abort(self) -> None:
         self._pending = []
+        if self._in_thread is not None and not self._in_thread.done():
+            # The thread still holds the file: let it finish, then clean up.
+            self._in_thread.add_done_callback(lambda _: self.abort())
+            return
         if self._file is not None:
             self._file.close()
             self._part.unlink(missing_ok=True)
