@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 
@@ -22,6 +23,14 @@ def new_id(prefix: str) -> str:
     """``prefix_`` + a ULID-like id: 48 bits of milliseconds, 80 random bits, sortable."""
     millis = time.time_ns() // 1_000_000
     return f"{prefix}_{_base32(millis, 10)}{_base32(secrets.randbits(80), 16)}"
+
+
+_ID = re.compile(r"^[a-z]{2,5}_[0-9a-z]{26}$")
+
+
+def looks_like_id(value: str) -> bool:
+    """Whether ``value`` has the shape of an id made by ``new_id`` (cheap, no lookup)."""
+    return bool(_ID.match(value))
 
 
 def new_api_key() -> str:

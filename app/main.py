@@ -12,6 +12,7 @@ from app.config import Settings, get_settings
 from app.context import GatewayContext
 from app.errors import install_error_handlers
 from app.jobs.endpoints import router as jobs_router
+from app.middleware import RefuseNulInUrl
 from app.providers.endpoints import router as providers_router
 from app.runtime import background
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="stt-gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(RefuseNulInUrl)
     app.include_router(jobs_router)
     app.include_router(providers_router)
     app.include_router(health.router)

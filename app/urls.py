@@ -19,7 +19,13 @@ class UrlRefused(ValueError):
 
 def check_url_syntax(url: str) -> str:
     """The URL's host, if it is an absolute http(s) URL; raises UrlRefused otherwise."""
-    parts = urlsplit(url)
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
+        raise UrlRefused("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port validates it)
+    except ValueError as exc:
+        raise UrlRefused(f"is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
         raise UrlRefused("must be an http or https URL")
     if not parts.hostname:

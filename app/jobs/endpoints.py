@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from app.deps import Caller, Ctx, CurrentClient, Session
 from app.errors import PROBLEM_MEDIA_TYPE, Conflict, InvalidRequest, NotFound, Problem
 from app.events import commit
+from app.ids import looks_like_id
 from app.jobs import intake, repository, service
 from app.jobs.repository import InvalidCursor, JobFilter
 from app.jobs.schemas import CreateJobFromUrl, JobOut, JobPage, JobStatus
@@ -65,9 +66,11 @@ _CREATE_BODY = {
 
 
 async def _own_job(session: Session, client: Caller, job_id: str) -> Job:
-    job = await repository.get_for_client(session, client.id, job_id)
+    job = None
+    if looks_like_id(job_id):  # anything else cannot exist: no query needed
+        job = await repository.get_for_client(session, client.id, job_id)
     if job is None:
-        raise NotFound(f"no job {job_id!r}")
+        raise NotFound(f"no job {job_id[:60]!r}")
     return job
 
 

@@ -124,6 +124,8 @@ def _json_object(name: str, text: str) -> dict[str, Any]:
             f"{name} must be a JSON object: {exc.msg} at position {exc.pos}",
             errors=[{"field": name, "message": "invalid JSON", "type": "json_invalid"}],
         ) from None
+    except RecursionError:
+        raise InvalidRequest(f"{name} is nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidRequest(
             f"{name} must be a JSON object",

@@ -15,6 +15,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events import TASKS_CHANNEL, announce
+from app.ids import looks_like_id
 from app.models import Job, JobResult, Task
 
 
@@ -39,9 +40,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), job_id
+        created_at = datetime.fromisoformat(created)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidCursor("cursor is not one this API returned") from None
+    if not looks_like_id(job_id) or created_at.tzinfo is None:
+        raise InvalidCursor("cursor is not one this API returned")
+    return created_at, job_id
 
 
 async def get_for_client(session: AsyncSession, client_id: str, job_id: str) -> Job | None:

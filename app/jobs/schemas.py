@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -149,6 +150,29 @@ class JobFields(BaseModel):
         if len(value) > 50:
             raise ValueError("at most 50 keys")
         return value
+
+    @field_validator("options", "metadata")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_plain_json(value, depth=0)
+        return value
+
+
+_MAX_JSON_DEPTH = 32
+
+
+def _check_plain_json(value: Any, depth: int) -> None:
+    """Refuse what JSON cannot round-trip (NaN, Infinity) and absurd nesting."""
+    if depth > _MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {_MAX_JSON_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_plain_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_plain_json(item, depth + 1)
 
 
 class CreateJobFromUrl(JobFields):

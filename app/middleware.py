@@ -1,0 +1,33 @@
+"""Refuses request lines no handler should ever see, before any routing.
+
+PostgreSQL cannot store a NUL character in text; rather than let one reach a
+query (a 500), a URL that carries one, raw or percent-encoded, is a 400.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote_to_bytes
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import problem_response
+
+
+class RefuseNulInUrl:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_nul(scope):
+            response = problem_response(
+                400, "Bad request", "the URL contains a NUL character", slug="bad-request"
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _has_nul(scope: Scope) -> bool:
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    return any(b"\x00" in part or b"\x00" in unquote_to_bytes(part) for part in (raw_path, query))
