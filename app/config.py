@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     storage_dir: Path = Path("./var/blobs")
     public_base_url: str | None = None
+    # Key of the signed callback and media links; unset: a key file in STORAGE_DIR
+    signing_secret: SecretStr | None = None
+    callback_link_ttl_seconds: int = Field(default=14 * 24 * 3600, gt=0)
+    media_link_ttl_seconds: int = Field(default=24 * 3600, gt=0)
 
     # Uploads
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)

@@ -11,6 +11,7 @@ from app.config import Settings
 from app.db import create_engine, create_session_factory
 from app.events import EventHub
 from app.providers.registry import ProviderRegistry
+from app.signing import LinkSigner, load_or_create_key
 from app.storage import LocalStorage
 
 
@@ -25,6 +26,7 @@ class GatewayContext:
     http: httpx.AsyncClient
     storage: LocalStorage
     providers: ProviderRegistry
+    signer: LinkSigner
 
     @classmethod
     def build(cls, settings: Settings) -> GatewayContext:
@@ -45,6 +47,12 @@ class GatewayContext:
             http=http,
             storage=LocalStorage(settings.storage_dir),
             providers=ProviderRegistry.from_settings(settings, http),
+            signer=LinkSigner(
+                load_or_create_key(
+                    settings.signing_secret.get_secret_value() if settings.signing_secret else None,
+                    settings.storage_dir,
+                )
+            ),
         )
 
     async def aclose(self) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from app import health
+from app.callbacks.endpoints import router as callbacks_router
 from app.config import Settings, get_settings
 from app.context import GatewayContext
 from app.errors import install_error_handlers
@@ -41,5 +42,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RefuseNulInUrl)
     app.include_router(jobs_router)
     app.include_router(providers_router)
+    app.include_router(callbacks_router)
     app.include_router(health.router)
     return app

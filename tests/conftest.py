@@ -11,12 +11,13 @@ import pytest
 
 from app.config import Settings
 from app.migrate import upgrade_to_head
-from tests.support.gateway import ThreadedGateway, gateway_settings, start_threaded
+from tests.support.gateway import ThreadedGateway, create_key, gateway_settings, start_threaded
 from tests.support.postgres import (
     PostgresServer,
     admin,
     clone_database,
     drop_database,
+    free_port,
     sqlalchemy_url,
 )
 
@@ -92,14 +93,38 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def start_gateway() -> Iterator[Callable[[Settings], ThreadedGateway]]:
+def start_gateway() -> Iterator[Callable[..., ThreadedGateway]]:
     started: list[ThreadedGateway] = []
 
-    def start(settings: Settings) -> ThreadedGateway:
-        gateway = start_threaded(settings)
+    def start(settings: Settings, port: int | None = None) -> ThreadedGateway:
+        gateway = start_threaded(settings, port)
         started.append(gateway)
         return gateway
 
     yield start
     for gateway in started:
         gateway.stop()
+
+
+@pytest.fixture
+def vendor_gateway(
+    postgres_url: str,
+    make_settings: Callable[..., Settings],
+    start_gateway: Callable[..., ThreadedGateway],
+) -> Callable[..., tuple[ThreadedGateway, str]]:
+    """A gateway on PostgreSQL whose settings point at a fake vendor, and an API key.
+
+    ``public=True`` (the default) sets PUBLIC_BASE_URL to the gateway's own
+    address, so vendors are given callback and media links on loopback.
+    Settings are given by their environment names: vendor_gateway(DAGLO_API_KEY="k").
+    """
+
+    def start(public: bool = True, **settings: object) -> tuple[ThreadedGateway, str]:
+        port = free_port()
+        overrides = {name.lower(): value for name, value in settings.items()}
+        if public:
+            overrides.setdefault("public_base_url", f"http://127.0.0.1:{port}")
+        gateway = start_gateway(make_settings(postgres_url, **overrides), port)
+        return gateway, create_key(postgres_url, "acme")
+
+    return start

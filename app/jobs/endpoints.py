@@ -176,7 +176,9 @@ async def list_jobs(
 )
 async def cancel_job(job_id: str, ctx: Ctx, session: Session, client: CurrentClient) -> JobOut:
     job = await _own_job(session, client, job_id)
-    if not await service.cancel(session, job.id):
+    provider = ctx.providers.get(job.provider)
+    at_vendor = bool(provider and provider.capabilities.cancel and job.provider_job_id)
+    if not await service.cancel(session, job.id, at_vendor=at_vendor):
         raise Conflict(f"job {job_id!r} is {job.status} and cannot be canceled")
     await commit(session, ctx.hub)
     return JobOut.of(await _own_job(session, client, job_id))

@@ -198,6 +198,11 @@ async def _validated_job(
         ) from None
     if upload is not None:
         _check_format(provider, upload)
+        if not provider.capabilities.upload and not ctx.settings.public_base_url:
+            raise InvalidRequest(
+                f"provider {provider.name!r} fetches audio by URL only: send a source_url, "
+                "or set PUBLIC_BASE_URL on the gateway so the provider can fetch uploads"
+            )
         source: dict[str, Any] = {
             "type": "upload",
             "filename": upload.part.filename,

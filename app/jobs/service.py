@@ -24,6 +24,7 @@ from app.storage import LocalStorage, artifact_key
 ACTIVE = (JobStatus.queued.value, JobStatus.processing.value)
 SUBMIT_TASK = "submit"
 POLL_TASK = "poll"
+CANCEL_TASK = "cancel"  # cancel the vendor's task too
 
 
 def is_terminal(status: str) -> bool:
@@ -132,8 +133,9 @@ async def fail(
     return await _move(session, job_id, ACTIVE, values)
 
 
-async def cancel(session: AsyncSession, job_id: str) -> bool:
-    """Cancel at once in the gateway; pending work for the job is dropped."""
+async def cancel(session: AsyncSession, job_id: str, *, at_vendor: bool = False) -> bool:
+    """Cancel at once in the gateway; pending work for the job is dropped, and
+    with ``at_vendor`` a task asks the vendor to cancel its side too."""
     moved = await _move(
         session,
         job_id,
@@ -142,4 +144,6 @@ async def cancel(session: AsyncSession, job_id: str) -> bool:
     )
     if moved:
         await queue.cancel_for_job(session, job_id, (SUBMIT_TASK, POLL_TASK))
+        if at_vendor:
+            await queue.enqueue(session, CANCEL_TASK, job_id)
     return moved

@@ -18,6 +18,7 @@ from app.db import utcnow
 from app.events import commit
 from app.jobs import repository, service
 from app.jobs.sources import download_source
+from app.links import callback_url, media_url
 from app.models import Job
 from app.providers.base import (
     PermanentProviderError,
@@ -161,7 +162,13 @@ class SubmitStep(_JobStep):
                 "unsupported_media",
                 f"provider {provider.name!r} does not take {job.audio_format} audio",
             )
+        settings, signer = self.ctx.settings, self.ctx.signer
+        callbacks = provider.capabilities.callbacks
         return SubmitRequest(
+            callback_url=callback_url(settings, signer, job.provider, job.id)
+            if callbacks
+            else None,
+            media_url=media_url(settings, signer, job.id) if job.audio_key else None,
             job_id=job.id,
             audio_path=audio_path,
             audio_format=job.audio_format,  # type: ignore[arg-type]
@@ -230,5 +237,32 @@ class PollStep(_JobStep):
         await queue.reschedule(session, task, run_at, reset_attempts=True)
 
 
+class CancelStep:
+    """Asks the vendor to stop a job the client canceled (the job is canceled already)."""
+
+    def __init__(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+
+    async def run(self, task: ClaimedTask) -> None:
+        async with self.ctx.sessions() as session:
+            job = await repository.get(session, task.job_id)
+        provider = self.ctx.providers.get(job.provider) if job else None
+        if job is not None and provider is not None and job.provider_job_id:
+            try:
+                await provider.cancel(job.provider_job_id)
+            except PermanentProviderError as exc:
+                log.warning("%s refused to cancel job %s: %s", job.provider, job.id, exc.message)
+        async with self.ctx.sessions() as session:
+            await queue.finish(session, task)
+            await session.commit()
+
+    async def give_up(self, session: AsyncSession, task: ClaimedTask, error: Exception) -> None:
+        log.warning("gave up canceling job %s at its vendor: %s", task.job_id, error)
+
+
 def job_handlers(ctx: GatewayContext) -> dict[str, TaskHandler]:
-    return {service.SUBMIT_TASK: SubmitStep(ctx), service.POLL_TASK: PollStep(ctx)}
+    return {
+        service.SUBMIT_TASK: SubmitStep(ctx),
+        service.POLL_TASK: PollStep(ctx),
+        service.CANCEL_TASK: CancelStep(ctx),
+    }

@@ -58,7 +58,7 @@ class Capabilities:
 
     formats: tuple[AudioFormat, ...]
     source_url: bool = True
-    upload: bool = True
+    upload: bool = True  # False: the vendor fetches by URL only (uploads get a media link)
     callbacks: bool = False
     cancel: bool = False
     synchronous: bool = False  # the result comes back from submit itself (no polling)

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
+import httpx
 from pydantic import BaseModel
 
 from app.audio.convert import UnsupportedAudio, decode_to_pcm16_mono, ffmpeg_available
 from app.audio.sniff import SNIFF_BYTES, sniff_format
+from app.config import Settings
 from app.providers.base import (
     AudioFormat,
     Capabilities,
@@ -228,3 +230,8 @@ def _recognise(path: Path, fmt: AudioFormat | None) -> Recognition:
             for s in _decoder.seg()
         ],
     )
+
+
+def build(settings: Settings, _http: httpx.AsyncClient) -> LocalProvider:
+    """The registry's factory: the engine needs no HTTP client."""
+    return LocalProvider(processes=settings.local_engine_processes)

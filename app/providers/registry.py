@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,7 +11,6 @@ import httpx
 
 from app.config import Settings
 from app.providers.base import Provider
-from app.providers.local import LocalProvider
 
 log = logging.getLogger(__name__)
 
@@ -20,22 +20,34 @@ ProviderFactory = Callable[[Settings, httpx.AsyncClient], Provider]
 @dataclass(frozen=True)
 class ProviderSpec:
     required_settings: tuple[str, ...]
-    factory: ProviderFactory | None  # None: this release has no adapter for it yet
-
-
-def _local(settings: Settings, _http: httpx.AsyncClient) -> Provider:
-    return LocalProvider(processes=settings.local_engine_processes)
+    # "module:function" building the adapter from the settings and the shared
+    # HTTP client; imported only when the provider is enabled.
+    factory: str
 
 
 SPECS: dict[str, ProviderSpec] = {
-    "local": ProviderSpec(("LOCAL_PROVIDER",), _local),
-    "klangio": ProviderSpec(("KLANGIO_API_KEY",), None),
-    "daglo": ProviderSpec(("DAGLO_API_KEY",), None),
-    "aimlapi": ProviderSpec(("AIMLAPI_API_KEY",), None),
-    "infomaniak": ProviderSpec(("INFOMANIAK_API_KEY", "INFOMANIAK_PRODUCT_ID"), None),
-    "phonexia": ProviderSpec(("PHONEXIA_BASE_URL",), None),
-    "openai": ProviderSpec(("OPENAI_API_KEY",), None),
+    "local": ProviderSpec(("LOCAL_PROVIDER",), "app.providers.local:build"),
+    "klangio": ProviderSpec(("KLANGIO_API_KEY",), "app.providers.klangio:build"),
+    "daglo": ProviderSpec(("DAGLO_API_KEY",), "app.providers.daglo:build"),
+    "aimlapi": ProviderSpec(("AIMLAPI_API_KEY",), "app.providers.aimlapi:build"),
+    "infomaniak": ProviderSpec(
+        ("INFOMANIAK_API_KEY", "INFOMANIAK_PRODUCT_ID"), "app.providers.infomaniak:build"
+    ),
+    "phonexia": ProviderSpec(("PHONEXIA_BASE_URL",), "app.providers.phonexia:build"),
+    "openai": ProviderSpec(("OPENAI_API_KEY",), "app.providers.openai:build"),
 }
+
+
+def _load_factory(path: str) -> ProviderFactory | None:
+    module_name, _, function = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+    factory: ProviderFactory = getattr(module, function)
+    return factory
 
 
 def _configured(settings: Settings, spec: ProviderSpec) -> bool:
@@ -52,10 +64,11 @@ class ProviderRegistry:
         for name, spec in SPECS.items():
             if not _configured(settings, spec):
                 continue
-            if spec.factory is None:
+            factory = _load_factory(spec.factory)
+            if factory is None:
                 log.warning("provider %s is configured but has no adapter yet", name)
                 continue
-            providers[name] = spec.factory(settings, http)
+            providers[name] = factory(settings, http)
         return cls(providers)
 
     def enabled(self) -> dict[str, Provider]:
@@ -70,8 +83,6 @@ class ProviderRegistry:
         enabled = ", ".join(sorted(self._providers)) or "none"
         if spec is None:
             return f"unknown provider {name!r}; enabled providers: {enabled}"
-        if spec.factory is None:
-            return f"provider {name!r} is not available in this release; enabled: {enabled}"
         missing = " and ".join(spec.required_settings)
         return f"provider {name!r} is not configured on this gateway: set {missing}"
 

@@ -110,6 +110,20 @@ async def release(session: AsyncSession, tasks: Sequence[ClaimedTask]) -> None:
         await reschedule(session, task, utcnow(), error="released at shutdown")
 
 
+async def make_due_now(session: AsyncSession, job_id: str, kind: str) -> bool:
+    """Bring a job's waiting task forward (one being run is left alone)."""
+    result = await session.execute(
+        update(Task)
+        .where(Task.job_id == job_id, Task.kind == kind, Task.claim_token.is_(None))
+        .values(run_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount:  # type: ignore[attr-defined]
+        await announce(session, TASKS_CHANNEL)
+        return True
+    return False
+
+
 async def cancel_for_job(session: AsyncSession, job_id: str, kinds: Sequence[str]) -> None:
     await session.execute(delete(Task).where(Task.job_id == job_id, Task.kind.in_(kinds)))
 

@@ -23,7 +23,8 @@ def env(database_url, make_settings, start_gateway):
 
 
 def _stored_files(storage_dir) -> list:
-    return [p for p in storage_dir.rglob("*") if p.is_file()] if storage_dir.exists() else []
+    jobs = storage_dir / "jobs"
+    return [p for p in jobs.rglob("*") if p.is_file()] if jobs.exists() else []
 
 
 def _no_jobs(client: httpx.Client) -> bool:

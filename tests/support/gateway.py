@@ -70,8 +70,8 @@ class ThreadedGateway:
         self.thread.join(timeout=30)
 
 
-def start_threaded(settings: Settings) -> ThreadedGateway:
-    port = free_port()
+def start_threaded(settings: Settings, port: int | None = None) -> ThreadedGateway:
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )

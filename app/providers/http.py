@@ -1,0 +1,94 @@
+"""The one place where a vendor's HTTP answers become our two kinds of error.
+
+    transport error, timeout, 408, 429, 5xx  -> RetryableProviderError (with Retry-After)
+    any other 4xx                            -> PermanentProviderError (the vendor's detail kept)
+    a 2xx whose body is not the JSON we need -> RetryableProviderError (may be transient)
+
+Messages name the vendor, the operation and the status, never a header, a key
+or the request URL (some vendors take credentials in the query string).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from app.providers.base import PermanentProviderError, RetryableProviderError
+from app.queue.backoff import parse_retry_after
+
+_DETAIL_CHARS = 2000
+
+# The vendor refused this input (or us): a normalised error code per status.
+_PERMANENT_CODES = {
+    400: "invalid_request",
+    401: "provider_auth",
+    402: "provider_quota",
+    403: "provider_auth",
+    404: "provider_not_found",
+    409: "invalid_request",
+    410: "provider_not_found",
+    413: "input_too_large",
+    415: "unsupported_media",
+    422: "invalid_request",
+}
+
+
+def vendor_detail(response: httpx.Response) -> Any:
+    """The vendor's error body: JSON when it is JSON, else a short piece of text."""
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text[:_DETAIL_CHARS] or None
+
+
+async def send(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    vendor: str,
+    operation: str,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Make one vendor call; return a 2xx response or raise one of our two errors."""
+    try:
+        response = await http.request(method, url, **kwargs)
+    except httpx.TimeoutException:
+        raise RetryableProviderError(f"{vendor} {operation}: timed out") from None
+    except httpx.TransportError as exc:
+        raise RetryableProviderError(f"{vendor} {operation}: {type(exc).__name__}") from None
+    raise_for_vendor_status(response, vendor=vendor, operation=operation)
+    return response
+
+
+def raise_for_vendor_status(response: httpx.Response, *, vendor: str, operation: str) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    detail = {"status_code": status, "body": vendor_detail(response)}
+    if status in (408, 425, 429) or status >= 500:
+        raise RetryableProviderError(
+            f"{vendor} {operation}: HTTP {status}",
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            provider_detail=detail,
+        )
+    code = _PERMANENT_CODES.get(status, "provider_rejected")
+    raise PermanentProviderError(
+        code, f"{vendor} {operation} refused: HTTP {status}", provider_detail=detail
+    )
+
+
+def json_object(response: httpx.Response, *, vendor: str, operation: str) -> dict[str, Any]:
+    """The body as a JSON object; anything else is an answer we cannot use (yet)."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise RetryableProviderError(
+            f"{vendor} {operation}: the answer is not a JSON object",
+            provider_detail={"body": response.text[:_DETAIL_CHARS]},
+        )
+    return body
