@@ -196,6 +196,7 @@ async def _validated_job(
             + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
             errors=errors,
         ) from None
+    _check_language(provider, fields.language)
     if upload is not None:
         _check_format(provider, upload)
         if not provider.capabilities.upload and not ctx.settings.public_base_url:
@@ -239,6 +240,19 @@ async def _validated_job(
         provider_status=None,
         error=None,
     )
+
+
+def _check_language(provider: Provider, language: str | None) -> None:
+    accepted = provider.capabilities.languages
+    if language is None or accepted is None:
+        return
+    wanted = {language.lower(), language.split("-")[0].lower()}
+    if not wanted & {tag.lower() for tag in accepted}:
+        offered = ", ".join(accepted) if accepted else "none (leave language out)"
+        raise InvalidRequest(
+            f"provider {provider.name!r} does not take language {language!r}; it takes: {offered}",
+            errors=[{"field": "language", "message": "not offered", "type": "language"}],
+        )
 
 
 def _check_format(provider: Provider, upload: StoredUpload) -> None:

@@ -64,7 +64,10 @@ class Capabilities:
     synchronous: bool = False  # the result comes back from submit itself (no polling)
     word_timestamps: bool = False
     diarization: bool = False
-    languages: tuple[str, ...] | None = None  # None: whatever the vendor accepts
+    # The language tags the vendor takes, as BCP-47 primary subtags ("en", "ko") or
+    # full tags ("en-US"); a job asking for another is a 422 at creation.
+    # None: open-ended (the vendor decides); (): the vendor takes no language.
+    languages: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -175,3 +175,9 @@ def test_unknown_routes_and_methods_are_problems(env):
     _, client, _ = env
     assert_problem(client.get("/nope"), 404)
     assert_problem(client.put("/jobs"), 405)
+
+
+def test_a_language_the_provider_does_not_take_is_422(env):
+    _, client, _ = env
+    assert_problem(upload(client, language="ko"), 422, "language 'ko'", "en")
+    assert upload(client, language="en-GB").status_code == 202
