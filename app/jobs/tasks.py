@@ -100,11 +100,11 @@ class _JobStep:
     async def _fail(
         session: AsyncSession, job_id: str, error: ProviderError, provider_status: str | None
     ) -> None:
-        code = error.code if isinstance(error, PermanentProviderError) else "provider_error"
         await service.fail(
             session,
             job_id,
-            code=code,
+            code=error.code if isinstance(error, PermanentProviderError) else "provider_error",
+            retryable=error.retryable if isinstance(error, PermanentProviderError) else True,
             message=error.message,
             provider_detail=error.provider_detail,
             provider_status=provider_status,

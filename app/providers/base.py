@@ -41,9 +41,15 @@ class RetryableProviderError(ProviderError):
 
 
 class PermanentProviderError(ProviderError):
-    def __init__(self, code: str, message: str, *, provider_detail: Any = None) -> None:
+    """The job fails. ``retryable``: the same request may succeed if the client
+    sends it again (the vendor's own failure, not a refusal of the input)."""
+
+    def __init__(
+        self, code: str, message: str, *, provider_detail: Any = None, retryable: bool = False
+    ) -> None:
         super().__init__(message, provider_detail=provider_detail)
         self.code = code
+        self.retryable = retryable
 
 
 class NoOptions(BaseModel):

@@ -90,7 +90,8 @@ def test_multipart_without_boundary_is_415(env):
     ("fields", "words"),
     [
         ({"provider": "nope"}, ["unknown provider 'nope'", "local"]),
-        ({"provider": "daglo"}, ["daglo"]),
+        ({"provider": "daglo"}, ["daglo", "set DAGLO_API_KEY"]),
+        ({"provider": "infomaniak"}, ["INFOMANIAK_API_KEY and INFOMANIAK_PRODUCT_ID"]),
         ({"options": '{"beam": 3}'}, ["options.beam"]),
         ({"options": "{not json"}, ["options must be a JSON object"]),
         ({"options": "[1, 2]"}, ["options must be a JSON object"]),
