@@ -1,0 +1,571 @@
+"""Any OpenAI-compatible transcription upstream: OpenAI itself, Groq, a self-hosted Whisper.
+
+``POST {base}/audio/transcriptions`` answers with the whole transcript, so the
+call is made inside ``submit`` and the job completes there (no polling, no
+vendor job to fetch or cancel). The audio is uploaded as multipart ``file``.
+
+We ask for ``verbose_json`` with word and segment timestamps. Upstreams differ
+in what they give back: whisper-1 and Groq give segments (and words when
+asked), the gpt-4o models take only ``json`` and give ``{"text"}``, and some
+self-hosted servers give text alone. Whatever is missing stays empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import re
+from pathlib import PurePosixPath
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from app.config import Settings
+from app.providers.base import (
+    AudioFormat,
+    Capabilities,
+    PermanentProviderError,
+    ProviderError,
+    ProviderResult,
+    ProviderUpdate,
+    RetryableProviderError,
+    SubmitRequest,
+)
+from app.providers.http import json_object, send
+from app.transcripts import Segment, Transcript, Word
+
+log = logging.getLogger(__name__)
+
+VENDOR = "openai"
+OPERATION = "transcribe"
+# A long recording can take minutes to transcribe; the answer comes on the same connection.
+TIMEOUT = httpx.Timeout(600, connect=10)
+
+# The API reference's file types. The upstream goes by the file name's extension,
+# so a name without one of these gets the extension of the format we sniffed.
+_ACCEPTED_EXTENSIONS = frozenset(
+    {"flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"}
+)
+_EXTENSIONS: dict[AudioFormat, str] = {
+    "wav": "wav",
+    "mp3": "mp3",
+    "flac": "flac",
+    "ogg": "ogg",
+    "webm": "webm",
+    "mp4": "m4a",  # an MP4 container from a speech pipeline is almost always audio-only
+}
+_CONTENT_TYPES: dict[AudioFormat, str] = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "webm": "audio/webm",
+    "mp4": "audio/mp4",
+}
+
+# "For gpt-4o-transcribe and gpt-4o-mini-transcribe, the only supported format is json"
+# (and timestamp_granularities needs verbose_json): asking for more is a 400.
+_JSON_ONLY_MODEL_PREFIXES = ("gpt-4o",)
+# A 400 naming one of these means the upstream (or model) cannot do verbose_json:
+# ask again for plain json rather than fail the job.
+_VERBOSE_PARAMS = frozenset(
+    {"response_format", "timestamp_granularities", "timestamp_granularities[]"}
+)
+
+# What a 400 about the file itself says (OpenAI: "Invalid file format. Supported formats:
+# [...]", "Audio file might be corrupted or unsupported"; others say much the same).
+_UNSUPPORTED_MEDIA = re.compile(
+    r"file format|corrupt|could not be decoded|unsupported (?:file|audio|format)"
+    r"|not a valid audio",
+    re.IGNORECASE,
+)
+_TOO_LARGE = re.compile(r"content size limit|too large|exceeds the maximum", re.IGNORECASE)
+_MESSAGE_CHARS = 300
+
+
+class OpenAIOptions(BaseModel):
+    """Options of the ``openai`` provider, passed to the upstream as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        default="whisper-1",
+        min_length=1,
+        max_length=200,
+        description="The upstream's model: whisper-1, gpt-4o-transcribe, "
+        "whisper-large-v3 (Groq), or what a self-hosted server names",
+    )
+    prompt: str | None = Field(
+        default=None, description="Text to guide the style or continue a previous segment"
+    )
+    temperature: float | None = Field(
+        default=None, ge=0, le=1, description="Sampling temperature, 0 to 1"
+    )
+
+
+# Whisper's language names (whisper/tokenizer.py, with its aliases), as verbose_json
+# gives them, to ISO 639-1. Cantonese and Hawaiian have no two-letter code, so they
+# get their ISO 639-3 codes, which are their BCP-47 tags; Javanese gets "jv", not
+# Whisper's own "jw".
+LANGUAGE_CODES: dict[str, str] = {
+    "afrikaans": "af",
+    "albanian": "sq",
+    "amharic": "am",
+    "arabic": "ar",
+    "armenian": "hy",
+    "assamese": "as",
+    "azerbaijani": "az",
+    "bashkir": "ba",
+    "basque": "eu",
+    "belarusian": "be",
+    "bengali": "bn",
+    "bosnian": "bs",
+    "breton": "br",
+    "bulgarian": "bg",
+    "burmese": "my",
+    "cantonese": "yue",
+    "castilian": "es",
+    "catalan": "ca",
+    "chinese": "zh",
+    "croatian": "hr",
+    "czech": "cs",
+    "danish": "da",
+    "dutch": "nl",
+    "english": "en",
+    "estonian": "et",
+    "faroese": "fo",
+    "finnish": "fi",
+    "flemish": "nl",
+    "french": "fr",
+    "galician": "gl",
+    "georgian": "ka",
+    "german": "de",
+    "greek": "el",
+    "gujarati": "gu",
+    "haitian": "ht",
+    "haitian creole": "ht",
+    "hausa": "ha",
+    "hawaiian": "haw",
+    "hebrew": "he",
+    "hindi": "hi",
+    "hungarian": "hu",
+    "icelandic": "is",
+    "indonesian": "id",
+    "italian": "it",
+    "japanese": "ja",
+    "javanese": "jv",
+    "kannada": "kn",
+    "kazakh": "kk",
+    "khmer": "km",
+    "korean": "ko",
+    "lao": "lo",
+    "latin": "la",
+    "latvian": "lv",
+    "letzeburgesch": "lb",
+    "lingala": "ln",
+    "lithuanian": "lt",
+    "luxembourgish": "lb",
+    "macedonian": "mk",
+    "malagasy": "mg",
+    "malay": "ms",
+    "malayalam": "ml",
+    "maltese": "mt",
+    "mandarin": "zh",
+    "maori": "mi",
+    "marathi": "mr",
+    "moldavian": "ro",
+    "moldovan": "ro",
+    "mongolian": "mn",
+    "myanmar": "my",
+    "nepali": "ne",
+    "norwegian": "no",
+    "nynorsk": "nn",
+    "occitan": "oc",
+    "panjabi": "pa",
+    "pashto": "ps",
+    "persian": "fa",
+    "polish": "pl",
+    "portuguese": "pt",
+    "punjabi": "pa",
+    "pushto": "ps",
+    "romanian": "ro",
+    "russian": "ru",
+    "sanskrit": "sa",
+    "serbian": "sr",
+    "shona": "sn",
+    "sindhi": "sd",
+    "sinhala": "si",
+    "sinhalese": "si",
+    "slovak": "sk",
+    "slovenian": "sl",
+    "somali": "so",
+    "spanish": "es",
+    "sundanese": "su",
+    "swahili": "sw",
+    "swedish": "sv",
+    "tagalog": "tl",
+    "tajik": "tg",
+    "tamil": "ta",
+    "tatar": "tt",
+    "telugu": "te",
+    "thai": "th",
+    "tibetan": "bo",
+    "turkish": "tr",
+    "turkmen": "tk",
+    "ukrainian": "uk",
+    "urdu": "ur",
+    "uzbek": "uz",
+    "valencian": "ca",
+    "vietnamese": "vi",
+    "welsh": "cy",
+    "yiddish": "yi",
+    "yoruba": "yo",
+}
+_KNOWN_CODES = frozenset(LANGUAGE_CODES.values()) | {"jw"}
+
+
+def language_code(value: Any) -> str | None:
+    """The upstream's language as a tag: OpenAI says "english"; some servers say "en"."""
+    if not isinstance(value, str):
+        return None
+    name = " ".join(value.strip().lower().replace("_", " ").split())
+    if name in LANGUAGE_CODES:
+        return LANGUAGE_CODES[name]
+    primary = name.replace(" ", "-").split("-")[0]
+    if primary in _KNOWN_CODES:
+        return "jv" if primary == "jw" else primary
+    return None
+
+
+def request_language(language: str | None) -> str | None:
+    """The job's BCP-47 tag as the API's ISO-639-1 ``language``: "en-US" is "en"."""
+    if not language:
+        return None
+    return language.replace("_", "-").split("-")[0].lower() or None
+
+
+def wants_json_only(model: str) -> bool:
+    return model.lower().startswith(_JSON_ONLY_MODEL_PREFIXES)
+
+
+def form_fields(
+    options: OpenAIOptions, language: str | None, *, verbose: bool
+) -> list[tuple[str, str]]:
+    """The multipart fields other than the file, in the API reference's names."""
+    fields = [("model", options.model)]
+    code = request_language(language)
+    if code:
+        fields.append(("language", code))
+    if options.prompt:
+        fields.append(("prompt", options.prompt))
+    if options.temperature is not None:
+        fields.append(("temperature", str(options.temperature)))
+    if verbose:
+        fields.append(("response_format", "verbose_json"))
+        # An array field in a form: the name with brackets, once per value.
+        fields += [("timestamp_granularities[]", g) for g in ("word", "segment")]
+    else:
+        fields.append(("response_format", "json"))
+    return fields
+
+
+def upload_name(request: SubmitRequest) -> str:
+    """A file name whose extension the upstream recognises (it goes by the extension)."""
+    name = request.filename
+    if not name and request.source_url:
+        name = unquote(PurePosixPath(urlsplit(request.source_url).path).name)
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1] or "audio"
+    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if suffix in _ACCEPTED_EXTENSIONS:
+        return name
+    extension = _EXTENSIONS.get(request.audio_format) if request.audio_format else None
+    return f"{name}.{extension}" if extension else name
+
+
+def upload_content_type(request: SubmitRequest) -> str:
+    if request.content_type:
+        return request.content_type
+    if request.audio_format in _CONTENT_TYPES:
+        return _CONTENT_TYPES[request.audio_format]
+    return "application/octet-stream"
+
+
+# --- the upstream's answer → our transcript ---
+
+
+def _seconds(value: Any) -> float | None:
+    """A time in seconds; some servers send numbers as strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)) and value == value and value >= 0:  # not NaN
+        return round(float(value), 3)
+    return None
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _words(body: dict[str, Any]) -> list[Word]:
+    raw = body.get("words")
+    words = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        text = _text(item.get("word", item.get("text")))
+        if text:
+            words.append(
+                Word(start=_seconds(item.get("start")), end=_seconds(item.get("end")), text=text)
+            )
+    return words
+
+
+def _segments(body: dict[str, Any]) -> list[Segment]:
+    raw = body.get("segments")
+    segments = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        # avg_logprob and no_speech_prob are decoder scores, not a confidence: not kept.
+        segments.append(
+            Segment(
+                start=_seconds(item.get("start")),
+                end=_seconds(item.get("end")),
+                text=_text(item.get("text")),
+            )
+        )
+    return segments
+
+
+def assign_words(segments: list[Segment], words: list[Word]) -> None:
+    """Put each word into the segment whose time range holds the word's middle.
+
+    Whisper's word times may cross a segment's edge by a little, or fall in a
+    pause between segments: such a word goes to the nearest segment. A word
+    without times follows the word before it.
+    """
+    timed = sorted(
+        (s for s in segments if s.start is not None and s.end is not None),
+        key=lambda s: s.start or 0.0,
+    )
+    if not timed:
+        if segments:  # no times to go by: keep the words rather than lose them
+            segments[0].words.extend(words)
+        return
+    starts = [s.start or 0.0 for s in timed]
+    previous: Segment = timed[0]
+    for word in words:
+        if word.start is None or word.end is None:
+            previous.words.append(word)
+            continue
+        middle = (word.start + word.end) / 2
+        i = bisect.bisect_right(starts, middle) - 1  # the last segment starting at or before
+        candidates = [timed[j] for j in (i, i + 1) if 0 <= j < len(timed)]
+        previous = min(candidates, key=lambda s: _distance(s, middle))
+        previous.words.append(word)
+
+
+def _distance(segment: Segment, t: float) -> float:
+    assert segment.start is not None and segment.end is not None
+    if segment.start <= t <= segment.end:
+        return 0.0
+    return min(abs(segment.start - t), abs(segment.end - t))
+
+
+def build_transcript(body: dict[str, Any]) -> Transcript:
+    """Normalise a ``verbose_json`` or ``json`` answer; what it lacks stays empty."""
+    text = _text(body.get("text"))
+    segments = _segments(body)
+    words = _words(body)
+    if words and not any(s.start is not None and s.end is not None for s in segments):
+        # Words without segments: one segment spanning the words, with their own times.
+        first, last = words[0], words[-1]
+        segments = [
+            Segment(start=first.start, end=last.end, text=text or " ".join(w.text for w in words))
+        ]
+    if words:
+        assign_words(segments, words)
+    if not text:
+        text = " ".join(s.text for s in segments if s.text)
+    return Transcript(
+        text=text,
+        language=language_code(body.get("language")),
+        duration=_seconds(body.get("duration")),
+        provider=VENDOR,
+        segments=segments,
+    )
+
+
+# --- errors ---
+
+
+def _error_envelope(error: ProviderError) -> dict[str, Any]:
+    """``{"message", "type", "param", "code"}`` from the upstream's error body, or {}."""
+    detail = error.provider_detail
+    body = detail.get("body") if isinstance(detail, dict) else None
+    envelope = body.get("error") if isinstance(body, dict) else None
+    return envelope if isinstance(envelope, dict) else {}
+
+
+def _status(error: PermanentProviderError) -> int | None:
+    detail = error.provider_detail
+    status = detail.get("status_code") if isinstance(detail, dict) else None
+    return status if isinstance(status, int) else None
+
+
+def refine_refusal(error: PermanentProviderError) -> PermanentProviderError:
+    """A 4xx from http.send, with a code and message that say what the upstream disliked."""
+    envelope = _error_envelope(error)
+    message = envelope.get("message")
+    if not isinstance(message, str) or not message.strip():
+        return error
+    code = error.code
+    # Only a 400 about the file (param "file", or none named) is about the audio.
+    if _status(error) == 400 and envelope.get("param") in (None, "file"):
+        if _TOO_LARGE.search(message):
+            code = "input_too_large"
+        elif _UNSUPPORTED_MEDIA.search(message):
+            code = "unsupported_media"
+    if code == "provider_auth":
+        # The upstream's words about a key add nothing the client can act on.
+        return error
+    text = " ".join(message.split())[:_MESSAGE_CHARS]
+    return PermanentProviderError(
+        code, f"{error.message}: {text}", provider_detail=error.provider_detail
+    )
+
+
+def quota_exhausted(error: RetryableProviderError) -> PermanentProviderError | None:
+    """OpenAI's 429 ``insufficient_quota``: out of credits, which no retry soon mends."""
+    envelope = _error_envelope(error)
+    if "insufficient_quota" not in (envelope.get("code"), envelope.get("type")):
+        return None
+    return PermanentProviderError(
+        "provider_quota",
+        f"{VENDOR} {OPERATION} refused: the upstream account is out of quota",
+        provider_detail=error.provider_detail,
+    )
+
+
+def _is_verbose_refusal(error: PermanentProviderError) -> bool:
+    return _status(error) == 400 and _error_envelope(error).get("param") in _VERBOSE_PARAMS
+
+
+class OpenAIProvider:
+    name: ClassVar[str] = VENDOR
+    needs_local_audio: ClassVar[bool] = True  # a multipart upload: URLs are fetched first
+    options_model: ClassVar[type[BaseModel]] = OpenAIOptions
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        # The API takes flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav and webm.
+        formats=("wav", "mp3", "flac", "ogg", "webm", "mp4"),
+        source_url=True,
+        upload=True,
+        callbacks=False,
+        cancel=False,
+        synchronous=True,
+        word_timestamps=True,  # with whisper-1 and most Whisper servers; not gpt-4o
+        diarization=False,
+        languages=None,  # the upstream decides (Whisper knows about a hundred)
+    )
+
+    def __init__(self, api_key: SecretStr, base_url: str, http: httpx.AsyncClient) -> None:
+        self._api_key = api_key
+        self._url = base_url.rstrip("/") + "/audio/transcriptions"
+        self._http = http
+
+    async def submit(self, request: SubmitRequest) -> ProviderUpdate:
+        if request.audio_path is None:
+            raise PermanentProviderError(
+                "invalid_audio", "the openai provider uploads the audio and has none for this job"
+            )
+        options = request.options
+        if not isinstance(options, OpenAIOptions):
+            options = OpenAIOptions.model_validate(options.model_dump())
+        try:
+            response = await self._transcribe(request, options)
+        except PermanentProviderError as exc:
+            raise refine_refusal(exc) from None
+        except RetryableProviderError as exc:
+            if quota := quota_exhausted(exc):
+                raise quota from None
+            raise
+        body = json_object(response, vendor=VENDOR, operation=OPERATION)
+        if not isinstance(body.get("text"), str):
+            raise RetryableProviderError(
+                f"{VENDOR} {OPERATION}: the answer has no text",
+                provider_detail={"keys": sorted(body)[:20]},
+            )
+        return ProviderUpdate(
+            status="completed",
+            # No job on the upstream's side: its request id is what its support asks for.
+            provider_job_id=response.headers.get("x-request-id") or request.job_id,
+            provider_status="completed",
+            result=ProviderResult(transcript=build_transcript(body), raw=body),
+        )
+
+    async def _transcribe(self, request: SubmitRequest, options: OpenAIOptions) -> httpx.Response:
+        verbose = not wants_json_only(options.model)
+        try:
+            return await self._post(request, options, verbose=verbose)
+        except PermanentProviderError as exc:
+            if not (verbose and _is_verbose_refusal(exc)):
+                raise
+        # Nothing was transcribed: ask again for what every upstream can give.
+        log.info("the openai upstream refused verbose_json for %s; asking for json", options.model)
+        return await self._post(request, options, verbose=False)
+
+    async def _post(
+        self, request: SubmitRequest, options: OpenAIOptions, *, verbose: bool
+    ) -> httpx.Response:
+        assert request.audio_path is not None
+        # Opened off the event loop; httpx streams it in chunks as the request goes out.
+        audio = await asyncio.to_thread(request.audio_path.open, "rb")
+        try:
+            return await send(
+                self._http,
+                "POST",
+                self._url,
+                vendor=VENDOR,
+                operation=OPERATION,
+                headers={"Authorization": f"Bearer {self._api_key.get_secret_value()}"},
+                data=_multi_dict(form_fields(options, request.language, verbose=verbose)),
+                files={"file": (upload_name(request), audio, upload_content_type(request))},
+                timeout=TIMEOUT,
+            )
+        finally:
+            audio.close()
+
+    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
+        raise PermanentProviderError(
+            "not_supported", "openai jobs finish inside submit; there is nothing to fetch"
+        )
+
+    async def cancel(self, provider_job_id: str) -> None:
+        # The upstream has no job to stop; a call under way just runs out.
+        return None
+
+
+def _multi_dict(fields: list[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """httpx sends a list value as the same field once per item."""
+    out: dict[str, str | list[str]] = {}
+    for key, value in fields:
+        if key in out:
+            existing = out[key]
+            out[key] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            out[key] = value
+    return out
+
+
+def build(settings: Settings, http: httpx.AsyncClient) -> OpenAIProvider:
+    """The registry's factory: enabled when OPENAI_API_KEY is set."""
+    assert settings.openai_api_key is not None
+    return OpenAIProvider(settings.openai_api_key, settings.openai_base_url, http)

@@ -1,0 +1,1 @@
+"""Fake vendor servers for the end-to-end tests (see tests/support/vendor.py)."""
