@@ -1,0 +1,531 @@
+"""The Phonexia adapter on recorded payloads, with httpx.MockTransport as the vendor."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydantic
+import pytest
+
+from app.config import Settings
+from app.providers.base import PermanentProviderError, RetryableProviderError, SubmitRequest
+from app.providers.phonexia import (
+    STATUS_MAP,
+    PhonexiaOptions,
+    PhonexiaProvider,
+    build,
+    build_transcript,
+    capacity_exceeded,
+    decode_job_id,
+    encode_job_id,
+    submit_config,
+    submit_params,
+    submitted_task_id,
+    task_update,
+)
+
+PAYLOADS = Path(__file__).parent / "payloads" / "phonexia"
+DATA = Path(__file__).parents[1] / "data"
+BASE = "http://phonexia.test:8000"
+TASK = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+SECRET = "proxy-secret-123"
+
+
+def load(name: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((PAYLOADS / name).read_text())
+    return body
+
+
+def request(
+    language: str | None = "en-US", options: PhonexiaOptions | None = None
+) -> SubmitRequest:
+    return SubmitRequest(
+        job_id="job_1",
+        audio_path=DATA / "hello-16k-mono.wav",
+        audio_format="wav",
+        filename="hello.wav",
+        content_type="audio/wav",
+        source_url=None,
+        language=language,
+        options=options or PhonexiaOptions(),
+    )
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def provider(handler: Handler, api_key: str | None = None) -> PhonexiaProvider:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return PhonexiaProvider(BASE + "/", http, api_key=api_key)
+
+
+def accepted(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(
+        202,
+        json=load("submit_accepted.json"),
+        headers={"X-Location": f"/api/technology/speech-to-text/{TASK}"},
+    )
+
+
+# --- converters on recorded payloads -------------------------------------------
+
+
+def test_done_payload_becomes_the_normalised_transcript() -> None:
+    transcript = build_transcript(load("done.json")["result"])
+    assert transcript.provider == "phonexia"
+    # The vendor gives neither a duration nor (on this engine) a language.
+    assert transcript.duration is None and transcript.language is None
+    # Segments in time order across channels; channel_number is 0-based, as ours.
+    assert [(s.channel, s.text) for s in transcript.segments] == [
+        (0, "hello world"),
+        (1, "good morning frumious"),
+    ]
+    assert transcript.text == "hello world good morning frumious"
+    first = transcript.segments[0]
+    assert (first.start, first.end) == (0.06, 1.86)
+    assert first.speaker is None
+    assert [(w.text, w.start, w.end, w.confidence) for w in first.words] == [
+        ("hello", 0.06, 0.86, None),
+        ("world", 0.98, 1.86, None),
+    ]
+
+
+def test_whisper_payload_has_segments_with_a_language_and_no_words() -> None:
+    transcript = build_transcript(load("whisper_done.json")["result"])
+    assert transcript.language == "en"
+    assert [(s.text, s.channel, s.words) for s in transcript.segments] == [("Hello world.", 0, [])]
+
+
+def test_missing_or_odd_fields_stay_none_rather_than_invented() -> None:
+    result = {
+        "one_best": {
+            "segments": [
+                {"text": "no times", "channel_number": True, "words": [{"text": "no"}]},
+                {"text": "", "words": []},  # nothing to show
+                "not a segment",
+            ]
+        }
+    }
+    transcript = build_transcript(result)
+    [segment] = transcript.segments
+    assert (segment.start, segment.end, segment.channel) == (None, None, None)
+    assert (segment.words[0].start, segment.words[0].end) == (None, None)
+    assert build_transcript({}).segments == []
+
+
+def test_several_whisper_languages_leave_the_transcript_language_open() -> None:
+    result = {
+        "one_best": {
+            "segments": [
+                {
+                    "channel_number": 0,
+                    "start_time": 0,
+                    "end_time": 1,
+                    "language": "en",
+                    "text": "a",
+                },
+                {
+                    "channel_number": 0,
+                    "start_time": 1,
+                    "end_time": 2,
+                    "language": "cs",
+                    "text": "b",
+                },
+            ]
+        }
+    }
+    assert build_transcript(result).language is None
+
+
+def test_done_task_completes_with_the_raw_payload_kept() -> None:
+    body = load("done.json")
+    update = task_update(body, TASK)
+    assert (update.status, update.provider_status, update.provider_job_id) == (
+        "completed",
+        "done",
+        TASK,
+    )
+    assert update.result is not None and update.result.raw == body
+    assert update.result.transcript.segments[0].text == "hello world"
+
+
+def test_rejected_task_fails_permanently_with_the_vendor_detail() -> None:
+    body = load("rejected.json")
+    update = task_update(body, TASK)
+    assert (update.status, update.provider_status) == ("failed", "rejected")
+    assert update.error is not None
+    assert update.error.code == "provider_rejected"
+    assert update.error.retryable is False
+    assert update.error.provider_detail == body["error"]
+    assert "Media file could not be decoded" in update.error.message
+
+
+def test_failed_task_fails_as_retryable_by_the_client() -> None:
+    body = load("failed.json")
+    update = task_update(body, TASK)
+    assert (update.status, update.provider_status) == ("failed", "failed")
+    assert update.error is not None
+    assert update.error.code == "provider_failed"
+    assert update.error.retryable is True
+    assert update.error.provider_detail == body["error"]
+    assert "Task execution failed" in update.error.message
+
+
+@pytest.mark.parametrize(
+    ("state", "ours"),
+    [
+        ("pending", "processing"),
+        ("running", "processing"),
+        ("done", "completed"),
+        ("rejected", "failed"),
+        ("failed", "failed"),
+    ],
+)
+def test_every_documented_state_is_mapped(state: str, ours: str) -> None:
+    assert STATUS_MAP[state] == ours
+    body = {**load(f"{state}.json")} if state in ("done", "rejected", "failed") else {}
+    body["task"] = {"task_id": TASK, "state": state}
+    assert task_update(body, TASK).status == ours
+
+
+@pytest.mark.parametrize("state", ["queued", "DONE", None, 7])
+def test_an_unknown_state_keeps_the_job_processing_and_warns(
+    state: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="app.providers.phonexia"):
+        update = task_update({"task": {"task_id": TASK, "state": state}}, TASK)
+    assert update.status == "processing"
+    assert update.provider_status == (state if isinstance(state, str) else None)
+    assert "unknown state" in caplog.text
+
+
+def test_done_without_a_result_is_retried() -> None:
+    with pytest.raises(RetryableProviderError):
+        task_update({"task": {"task_id": TASK, "state": "done"}}, TASK)
+
+
+def test_capacity_is_recognised_in_the_envelope_only() -> None:
+    assert capacity_exceeded({"status_code": 403, "body": load("error_403_capacity.json")})
+    assert capacity_exceeded({"status_code": 507, "body": load("error_507_storage.json")})
+    assert not capacity_exceeded({"status_code": 400, "body": load("error_400_invalid.json")})
+    assert not capacity_exceeded({"status_code": 403, "body": "Forbidden"})
+    assert not capacity_exceeded(None)
+
+
+# --- options --------------------------------------------------------------------
+
+
+def test_options_build_the_documented_query_and_config() -> None:
+    options = PhonexiaOptions.model_validate(
+        {
+            "channel_mode": "split",
+            "channels": [0, 1],
+            "preferred_phrases": ["good morning"],
+            "additional_words": [
+                {"spelling": "frumious", "pronunciations": ["f r u m i o s"]},
+                {"spelling": "Phonexia"},
+            ],
+        }
+    )
+    assert submit_params("cs-CZ", options) == {
+        "language": "cs-CZ",
+        "channel_mode": "split",
+        "channels": "0,1",
+    }
+    assert submit_config(options) == {
+        "preferred_phrases": ["good morning"],
+        "additional_words": [
+            {"spelling": "frumious", "pronunciations": ["f r u m i o s"]},
+            {"spelling": "Phonexia"},
+        ],
+    }
+    assert submit_params(None, PhonexiaOptions()) == {}
+    assert submit_config(PhonexiaOptions()) is None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"langauge": "en"},  # the vendor would silently ignore it: we refuse it
+        {"dictionary": []},
+        {"additional_words": [{"word": "frumious"}]},
+        {"additional_words": [{"spelling": "frumious", "phonemes": "f r u"}]},
+        {"additional_words": [{"spelling": "two words"}]},
+        {"additional_words": []},
+        {"preferred_phrases": [""]},
+        {"channels": [-1]},
+        {"channel_mode": "stereo"},
+        {"engine": "whisper"},
+        {"engine": "whisper-enhanced", "additional_words": [{"spelling": "x"}]},
+        {"engine": "whisper-enhanced", "preferred_phrases": ["hello"]},
+    ],
+)
+def test_options_refuse_unknown_keys_and_bad_values(options: dict[str, Any]) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        PhonexiaOptions.model_validate(options)
+
+
+def test_options_schema_is_closed() -> None:
+    schema = PhonexiaOptions.model_json_schema()
+    assert schema["additionalProperties"] is False
+    assert schema["$defs"]["AdditionalWord"]["additionalProperties"] is False
+    assert schema["properties"]["engine"]["enum"] == ["default", "whisper-enhanced"]
+
+
+def test_job_ids_name_the_engine_and_the_task() -> None:
+    assert decode_job_id(encode_job_id("default", TASK)) == ("default", TASK)
+    assert decode_job_id(encode_job_id("whisper-enhanced", TASK)) == ("whisper-enhanced", TASK)
+    assert encode_job_id("default", TASK) == TASK
+
+
+def test_the_task_id_comes_from_the_body_or_the_poll_url() -> None:
+    assert submitted_task_id(load("submit_accepted.json"), None) == TASK
+    location = f"/api/technology/speech-to-text/{TASK}"
+    assert submitted_task_id({}, location) == TASK
+    assert submitted_task_id({"task": {}}, f"http://va:8000{location}/") == TASK
+    assert submitted_task_id({}, None) is None
+
+
+# --- HTTP, through MockTransport ----------------------------------------------------
+
+
+async def test_submit_sends_file_language_and_config_without_auth_by_default() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return accepted(req)
+
+    options = PhonexiaOptions.model_validate(
+        {"channels": [0], "additional_words": [{"spelling": "frumious"}]}
+    )
+    update = await provider(handler).submit(request("en-US", options))
+    assert (update.status, update.provider_job_id, update.provider_status) == (
+        "processing",
+        TASK,
+        "pending",
+    )
+    [sent] = seen
+    assert sent.method == "POST"
+    assert sent.url.path == "/api/technology/speech-to-text"
+    assert dict(sent.url.params) == {"language": "en-US", "channels": "0"}
+    assert "authorization" not in sent.headers
+    assert sent.headers["x-correlation-id"] == "job_1"
+    body = sent.read()
+    assert b'name="file"; filename="hello.wav"' in body
+    assert (DATA / "hello-16k-mono.wav").read_bytes() in body
+    assert b'{"additional_words": [{"spelling": "frumious"}]}' in body
+
+
+async def test_a_key_is_sent_as_a_bearer_token_on_every_call() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return (
+            accepted(req) if req.method == "POST" else httpx.Response(200, json=load("done.json"))
+        )
+
+    adapter = provider(handler, api_key=SECRET)
+    submitted = await adapter.submit(request())
+    assert submitted.provider_job_id is not None
+    fetched = await adapter.fetch(submitted.provider_job_id)
+    assert fetched.status == "completed"
+    assert [r.headers["authorization"] for r in seen] == [f"Bearer {SECRET}"] * 2
+    assert seen[1].url.path == f"/api/technology/speech-to-text/{TASK}"
+
+
+async def test_the_task_is_found_from_the_location_header_alone() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(202, headers={"Location": f"/api/technology/speech-to-text/{TASK}"})
+
+    update = await provider(handler).submit(request())
+    assert (update.provider_job_id, update.provider_status) == (TASK, None)
+
+
+async def test_an_acceptance_that_names_no_task_is_retried() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(202, json={"task": {}})
+
+    with pytest.raises(RetryableProviderError):
+        await provider(handler).submit(request())
+
+
+async def test_a_task_rejected_at_once_fails_the_submit() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(202, json=load("rejected.json"))
+
+    update = await provider(handler).submit(request())
+    assert update.status == "failed" and update.error is not None
+    assert update.error.code == "provider_rejected"
+
+
+async def test_the_default_engine_needs_a_language_before_any_call() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        raise AssertionError("no call expected")
+
+    with pytest.raises(PermanentProviderError) as caught:
+        await provider(handler).submit(request(language=None))
+    assert caught.value.code == "language_required"
+
+
+async def test_the_whisper_engine_has_its_own_path_and_needs_no_language() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        if req.method == "POST":
+            return httpx.Response(202, json=load("submit_accepted.json"))
+        return httpx.Response(200, json=load("whisper_done.json"))
+
+    adapter = provider(handler)
+    options = PhonexiaOptions(engine="whisper-enhanced")
+    submitted = await adapter.submit(request(language=None, options=options))
+    assert submitted.provider_job_id == f"whisper-enhanced:{TASK}"
+    fetched = await adapter.fetch(submitted.provider_job_id)
+    assert fetched.result is not None and fetched.result.transcript.language == "en"
+    assert [r.url.path for r in seen] == [
+        "/api/technology/speech-to-text-whisper-enhanced",
+        f"/api/technology/speech-to-text-whisper-enhanced/{TASK}",
+    ]
+    assert "language" not in seen[0].url.params
+    assert b'name="config"' not in seen[0].read()
+
+
+async def test_a_task_id_cannot_leave_its_path() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return httpx.Response(200, json=load("done.json"))
+
+    await provider(handler).fetch("../../admin?x=1")
+    assert seen[0].url.raw_path == b"/api/technology/speech-to-text/..%2F..%2Fadmin%3Fx%3D1"
+
+
+def error(status: int, name: str | None = None, **headers: str) -> Handler:
+    def handler(req: httpx.Request) -> httpx.Response:
+        if name is None:
+            return httpx.Response(status, text="<html>bad gateway</html>", headers=headers)
+        return httpx.Response(status, json=load(name), headers=headers)
+
+    return handler
+
+
+@pytest.mark.parametrize("operation", ["submit", "status"])
+@pytest.mark.parametrize(
+    ("handler", "retry_after"),
+    [
+        (error(500), None),
+        (error(502, None), None),
+        (error(429, "error_429_rate_limit.json", **{"retry-after": "5"}), 5.0),
+        (error(507, "error_507_storage.json"), None),
+        (error(403, "error_403_capacity.json"), None),
+    ],
+    ids=["500", "502", "429", "507", "403-capacity"],
+)
+async def test_transient_answers_are_retryable(
+    operation: str, handler: Handler, retry_after: float | None
+) -> None:
+    adapter = provider(handler, api_key=SECRET)
+    with pytest.raises(RetryableProviderError) as caught:
+        if operation == "submit":
+            await adapter.submit(request())
+        else:
+            await adapter.fetch(TASK)
+    assert caught.value.retry_after == retry_after
+    assert SECRET not in caught.value.message + repr(caught.value.provider_detail)
+
+
+async def test_the_rate_limit_envelope_is_kept() -> None:
+    handler = error(429, "error_429_rate_limit.json", **{"retry-after": "5"})
+    with pytest.raises(RetryableProviderError) as caught:
+        await provider(handler).submit(request())
+    assert caught.value.provider_detail["body"]["message"] == "Rate limit exceeded: 1 per 5 second."
+
+
+@pytest.mark.parametrize(
+    ("handler", "code"),
+    [
+        (error(400, "error_400_invalid.json"), "invalid_request"),
+        (error(413, "error_413_too_large.json"), "input_too_large"),
+        (error(422, "error_422_validation.json"), "invalid_request"),
+        (error(403, "error_400_invalid.json"), "provider_auth"),  # a 403 that is not capacity
+        (error(404, "error_400_invalid.json"), "provider_not_found"),
+    ],
+    ids=["400", "413", "422", "403", "404"],
+)
+async def test_refusals_are_permanent_with_the_vendor_envelope(handler: Handler, code: str) -> None:
+    adapter = provider(handler, api_key=SECRET)
+    for call in (adapter.submit(request()), adapter.fetch(TASK)):
+        with pytest.raises(PermanentProviderError) as caught:
+            await call
+        assert caught.value.code == code
+        assert caught.value.retryable is False
+        assert caught.value.provider_detail["body"]["type"].startswith("request.")
+        assert SECRET not in caught.value.message + repr(caught.value.provider_detail)
+
+
+async def test_the_413_keeps_the_documented_size_limit() -> None:
+    with pytest.raises(PermanentProviderError) as caught:
+        await provider(error(413, "error_413_too_large.json")).submit(request())
+    detail = caught.value.provider_detail["body"]["detail"][0]
+    assert detail["context"]["max_file_size"] == 524288000
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", ""])
+async def test_a_status_that_is_not_a_json_object_is_retried(text: str) -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=text)
+
+    with pytest.raises(RetryableProviderError):
+        await provider(handler).fetch(TASK)
+
+
+async def test_transport_errors_are_retryable() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=req)
+
+    with pytest.raises(RetryableProviderError):
+        await provider(handler).fetch(TASK)
+
+
+async def test_cancel_is_a_no_op() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        raise AssertionError("no call expected")
+
+    await provider(handler).cancel(TASK)
+
+
+# --- wiring -------------------------------------------------------------------------
+
+
+async def test_build_from_settings() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return httpx.Response(200, json=load("done.json"))
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    with_key = Settings(_env_file=None, phonexia_base_url=BASE, phonexia_api_key=SECRET)
+    await build(with_key, http).fetch(TASK)
+    await build(Settings(_env_file=None, phonexia_base_url=BASE + "/"), http).fetch(TASK)
+    assert [str(r.url) for r in seen] == [f"{BASE}/api/technology/speech-to-text/{TASK}"] * 2
+    assert seen[0].headers["authorization"] == f"Bearer {SECRET}"
+    assert "authorization" not in seen[1].headers
+    with pytest.raises(ValueError, match="PHONEXIA_BASE_URL"):
+        build(Settings(_env_file=None), http)
+
+
+def test_capabilities() -> None:
+    caps = PhonexiaProvider.capabilities
+    assert PhonexiaProvider.needs_local_audio is True
+    assert caps.languages is None
+    assert (caps.callbacks, caps.cancel, caps.synchronous) == (False, False, False)
+    assert caps.word_timestamps is True

@@ -1,0 +1,279 @@
+"""A real gateway on loopback and the fake Phonexia appliance, over real HTTP both ways."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.helpers import upload
+from tests.conftest import SPEECH_WAV
+from tests.fakes.phonexia import FakePhonexia, payload
+from tests.support.gateway import ThreadedGateway
+from tests.support.static_server import StaticServer
+from tests.support.vendor import wait_for_job
+
+Gateway = Callable[..., tuple[ThreadedGateway, str]]
+OPTIONS = {
+    "channels": [0, 1],
+    "preferred_phrases": ["good morning"],
+    "additional_words": [{"spelling": "frumious", "pronunciations": ["f r u m i o s"]}],
+}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakePhonexia]:
+    vendor = FakePhonexia()
+    vendor.start()
+    yield vendor
+    vendor.stop()
+
+
+def gateway_for(vendor_gateway: Gateway, fake: FakePhonexia, **settings: Any) -> Any:
+    gateway, key = vendor_gateway(PHONEXIA_BASE_URL=fake.base_url, **settings)
+    return gateway.client(key)
+
+
+def times(fake: FakePhonexia, operation: str) -> list[float]:
+    return [t for op, t in fake.times if op == operation]
+
+
+def test_upload_is_transcribed_by_polling(vendor_gateway: Gateway, fake: FakePhonexia) -> None:
+    with gateway_for(vendor_gateway, fake) as client:
+        providers = client.get("/providers").json()
+        [listed] = [p for p in providers["data"] if p["name"] == "phonexia"] or [None]
+        assert listed is not None, providers
+        assert listed["options_schema"]["additionalProperties"] is False
+
+        created = upload(client, provider="phonexia", language="en-US", options=json.dumps(OPTIONS))
+        assert created.status_code == 202, created.text
+        job = wait_for_job(client, created.json()["id"])
+        assert job["status"] == "completed", job
+        assert job["provider_status"] == "done"
+        [task_id] = fake.tasks
+        assert job["provider_job_id"] == task_id
+
+        transcript = client.get(f"/jobs/{job['id']}/transcript").json()
+        assert transcript["provider"] == "phonexia"
+        assert transcript["text"] == "hello world good morning frumious"
+        assert transcript["duration"] is None
+        assert [(s["channel"], s["text"]) for s in transcript["segments"]] == [
+            (0, "hello world"),
+            (1, "good morning frumious"),
+        ]
+        hello = transcript["segments"][0]
+        assert (hello["start"], hello["end"]) == (0.06, 1.86)
+        assert [(w["text"], w["start"], w["end"]) for w in hello["words"]] == [
+            ("hello", 0.06, 0.86),
+            ("world", 0.98, 1.86),
+        ]
+        srt = client.get(f"/jobs/{job['id']}/transcript", params={"format": "srt"}).text
+        assert "hello world" in srt
+
+    # The fake saw the audio, the client's tag, the query parameters and the config.
+    [submit] = fake.calls("submit")
+    assert submit.path == "/api/technology/speech-to-text"
+    assert submit.form["file"] == SPEECH_WAV.read_bytes()
+    assert submit.query == {"language": "en-US", "channels": "0,1"}
+    assert json.loads(submit.form["config"]) == {
+        "preferred_phrases": ["good morning"],
+        "additional_words": OPTIONS["additional_words"],
+    }
+    assert "authorization" not in submit.headers
+    # pending, running, done: polled, never called back (no callback is documented).
+    statuses = fake.calls("status")
+    assert len(statuses) == 3
+    assert all(r.path == f"/api/technology/speech-to-text/{task_id}" for r in statuses)
+    assert fake.callbacks_sent == []
+    assert all("callback" not in json.dumps(r.query) for r in fake.requests)
+
+
+def test_source_url_is_downloaded_by_the_gateway_first(
+    vendor_gateway: Gateway, fake: FakePhonexia
+) -> None:
+    fake.progression = []
+    audio = StaticServer(SPEECH_WAV.read_bytes())
+    try:
+        with gateway_for(vendor_gateway, fake) as client:
+            created = client.post(
+                "/jobs",
+                json={"source_url": audio.url, "provider": "phonexia", "language": "cs-CZ"},
+            )
+            assert created.status_code == 202, created.text
+            job = wait_for_job(client, created.json()["id"])
+            assert job["status"] == "completed", job
+            assert job["source"] == {"type": "url", "url": audio.url}
+    finally:
+        audio.close()
+    assert audio.requests == 1
+    [submit] = fake.calls("submit")
+    assert submit.form["file"] == SPEECH_WAV.read_bytes()
+    assert submit.query["language"] == "cs-CZ"
+    assert "config" not in submit.form
+
+
+def test_whisper_engine_detects_the_language(vendor_gateway: Gateway, fake: FakePhonexia) -> None:
+    fake.progression = ["running"]
+    with gateway_for(vendor_gateway, fake) as client:
+        created = upload(client, provider="phonexia", options='{"engine": "whisper-enhanced"}')
+        job = wait_for_job(client, created.json()["id"])
+        assert job["status"] == "completed", job
+        transcript = client.get(f"/jobs/{job['id']}/transcript").json()
+        assert transcript["language"] == "en"
+        assert transcript["segments"][0]["words"] == []
+    [submit] = fake.calls("submit")
+    assert submit.path == "/api/technology/speech-to-text-whisper-enhanced"
+    assert "language" not in submit.query
+    assert {r.path.rpartition("/")[0] for r in fake.calls("status")} == {submit.path}
+
+
+def test_unknown_options_are_refused_at_creation(
+    vendor_gateway: Gateway, fake: FakePhonexia
+) -> None:
+    with gateway_for(vendor_gateway, fake) as client:
+        created = upload(client, provider="phonexia", language="en", options='{"langauge": "cs"}')
+        assert created.status_code == 422, created.text
+        assert "langauge" in created.json()["detail"]
+    assert fake.requests == []
+
+
+def test_default_engine_without_a_language_fails_before_the_vendor(
+    vendor_gateway: Gateway, fake: FakePhonexia
+) -> None:
+    with gateway_for(vendor_gateway, fake) as client:
+        job = wait_for_job(client, upload(client, provider="phonexia").json()["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "language_required"
+    assert fake.requests == []
+
+
+def test_a_500_is_retried_then_succeeds(vendor_gateway: Gateway, fake: FakePhonexia) -> None:
+    fake.progression = []
+    fake.fail("submit", 500, body={"type": "internal", "message": "Oops.", "detail": []})
+    with gateway_for(vendor_gateway, fake) as client:
+        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
+    assert job["status"] == "completed", job
+    assert len(fake.calls("submit")) == 2
+    assert len(fake.tasks) == 1
+
+
+def test_capacity_and_full_storage_are_waited_out(
+    vendor_gateway: Gateway, fake: FakePhonexia
+) -> None:
+    fake.progression = []
+    fake.capacity_exceeded("submit")
+    fake.storage_full("submit")
+    with gateway_for(vendor_gateway, fake) as client:
+        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
+    assert job["status"] == "completed", job
+    assert len(fake.calls("submit")) == 3
+
+
+def test_a_429_retry_after_is_honoured(vendor_gateway: Gateway, fake: FakePhonexia) -> None:
+    fake.progression = []
+    fake.rate_limit("status", retry_after=2)
+    with gateway_for(vendor_gateway, fake) as client:
+        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
+    assert job["status"] == "completed", job
+    limited, retried = times(fake, "status")[:2]
+    assert retried - limited >= 2.0
+
+
+def test_input_the_vendor_rejects_fails_the_job_with_its_detail(
+    vendor_gateway: Gateway, fake: FakePhonexia
+) -> None:
+    fake.outcomes.append("rejected")
+    with gateway_for(vendor_gateway, fake) as client:
+        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
+        assert client.get(f"/jobs/{job['id']}/transcript").status_code == 409
+    assert job["status"] == "failed"
+    assert job["provider_status"] == "rejected"
+    assert job["error"]["code"] == "provider_rejected"
+    assert job["error"]["retryable"] is False
+    assert job["error"]["provider_detail"] == payload("rejected.json")["error"]
+    assert "Media file could not be decoded" in job["error"]["message"]
+
+
+def test_a_file_over_the_vendors_limit_fails_with_its_envelope(
+    vendor_gateway: Gateway, fake: FakePhonexia
+) -> None:
+    fake.max_file_size = 1000
+    with gateway_for(vendor_gateway, fake) as client:
+        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "input_too_large"
+    assert job["error"]["retryable"] is False
+    body = job["error"]["provider_detail"]["body"]
+    assert body["type"] == "request.size-limit-exceeded"
+    assert body["detail"][0]["context"]["max_file_size"] == 1000
+    assert len(fake.calls("submit")) == 1
+
+
+def test_a_vendor_side_failure_fails_the_job_as_retryable(
+    vendor_gateway: Gateway, fake: FakePhonexia
+) -> None:
+    fake.outcomes.append("failed")
+    with gateway_for(vendor_gateway, fake) as client:
+        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
+    assert job["status"] == "failed"
+    assert job["provider_status"] == "failed"
+    assert job["error"]["code"] == "provider_failed"
+    assert job["error"]["retryable"] is True
+    assert job["error"]["provider_detail"] == payload("failed.json")["error"]
+
+
+def test_a_forged_callback_costs_no_vendor_call(
+    vendor_gateway: Gateway, fake: FakePhonexia
+) -> None:
+    # The first poll is told to wait 30 s: any status call before then would be
+    # one a callback caused.
+    fake.rate_limit("status", retry_after=30)
+    with gateway_for(vendor_gateway, fake) as client:
+        job_id = upload(client, provider="phonexia", language="en").json()["id"]
+        deadline = 30.0
+        while not fake.calls("status") and deadline > 0:
+            client.get(f"/jobs/{job_id}", params={"wait": 0.2})
+            deadline -= 0.2
+        assert len(fake.calls("status")) == 1
+        for query in ("?expires=9999999999&sig=forged", "", "?sig="):
+            # As a vendor would: no API key, only the link.
+            url = str(client.base_url.join(f"/callbacks/phonexia/{job_id}{query}"))
+            forged = httpx.post(url, json={})
+            assert forged.status_code == 404, forged.text
+        job = client.get(f"/jobs/{job_id}", params={"wait": 1.5}).json()
+        assert job["status"] == "processing"
+    assert len(fake.calls("status")) == 1
+
+
+def test_with_a_key_the_vendor_sees_a_bearer_token(vendor_gateway: Gateway) -> None:
+    fake = FakePhonexia(api_key="proxy-secret")
+    fake.start()
+    fake.progression = ["running"]
+    try:
+        with gateway_for(vendor_gateway, fake, PHONEXIA_API_KEY="proxy-secret") as client:
+            job = wait_for_job(
+                client, upload(client, provider="phonexia", language="en").json()["id"]
+            )
+        assert job["status"] == "completed", job
+        assert len(fake.requests) == 3
+        assert {r.headers["authorization"] for r in fake.requests} == {"Bearer proxy-secret"}
+    finally:
+        fake.stop()
+
+
+def test_a_wrong_key_fails_the_job_without_showing_it(vendor_gateway: Gateway) -> None:
+    fake = FakePhonexia(api_key="right-key")
+    fake.start()
+    try:
+        with gateway_for(vendor_gateway, fake, PHONEXIA_API_KEY="wrong-key-42") as client:
+            job = wait_for_job(
+                client, upload(client, provider="phonexia", language="en").json()["id"]
+            )
+        assert job["status"] == "failed"
+        assert job["error"]["code"] == "provider_auth"
+        assert "wrong-key-42" not in json.dumps(job)
+    finally:
+        fake.stop()
