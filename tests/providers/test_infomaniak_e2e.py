@@ -1,0 +1,293 @@
+"""Infomaniak jobs through a real gateway and the fake Infomaniak, both on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.helpers import assert_problem, upload
+from tests.conftest import SPEECH_WAV
+from tests.fakes.infomaniak import PRODUCT_ID, TOKEN, FakeInfomaniak
+from tests.support.gateway import ThreadedGateway
+from tests.support.static_server import StaticServer
+from tests.support.vendor import wait_for_job
+
+Start = Callable[..., tuple[ThreadedGateway, str]]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeInfomaniak]:
+    infomaniak = FakeInfomaniak()
+    infomaniak.start()
+    yield infomaniak
+    infomaniak.stop()
+
+
+@pytest.fixture
+def start(vendor_gateway: Start, fake: FakeInfomaniak) -> Start:
+    def start_gateway(**settings: Any) -> tuple[ThreadedGateway, str]:
+        settings.setdefault("INFOMANIAK_API_KEY", TOKEN)
+        settings.setdefault("INFOMANIAK_PRODUCT_ID", PRODUCT_ID)
+        return vendor_gateway(INFOMANIAK_BASE_URL=fake.base_url, **settings)
+
+    return start_gateway
+
+
+def create(client: httpx.Client, **fields: Any) -> dict[str, Any]:
+    if "options" in fields:
+        fields["options"] = json.dumps(fields["options"])
+    response = upload(client, provider="infomaniak", **fields)
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_an_upload_completes_with_segments_and_words(start: Start, fake: FakeInfomaniak) -> None:
+    gateway, key = start()
+    options = {
+        "model": "whisperV2",
+        "timestamp_granularities": ["segment", "word"],
+        "prompt": "Hello, world.",
+        "chunk_length": 10,
+    }
+    with gateway.client(key) as client:
+        job = create(client, language="en-US", options=options)
+        done = wait_for_job(client, job["id"])
+        assert done["status"] == "completed", done
+        assert done["provider_status"] == "success"
+        assert done["provider_job_id"] in fake.batches
+        transcript = client.get(f"/jobs/{job['id']}/transcript").json()
+
+    assert transcript["provider"] == "infomaniak"
+    assert transcript["text"] == "Hello world. This is a test."
+    assert transcript["language"] == "en" and transcript["duration"] == 2.9
+    assert [(s["start"], s["end"], s["text"]) for s in transcript["segments"]] == [
+        (0.0, 1.2, "Hello world."),
+        (1.5, 2.64, "This is a test."),
+    ]
+    assert [w["text"] for w in transcript["segments"][0]["words"]] == ["Hello", "world."]
+    assert transcript["segments"][1]["words"][3] == {
+        "start": 2.02,
+        "end": 2.6,
+        "text": "test.",
+        "confidence": None,
+    }
+
+    (submit,) = fake.calls("submit")
+    assert submit.path == f"/1/ai/{PRODUCT_ID}/openai/audio/transcriptions"
+    assert submit.headers["authorization"] == f"Bearer {TOKEN}"
+    assert submit.headers["content-type"].startswith("multipart/form-data")
+    batch = fake.batches[done["provider_job_id"]]
+    assert batch.audio == SPEECH_WAV.read_bytes() and batch.filename == SPEECH_WAV.name
+    assert batch.value("language") == "en"
+    assert batch.value("model") == "whisperV2"
+    assert batch.value("response_format") == "verbose_json"
+    assert batch.value("prompt") == "Hello, world." and batch.value("chunk_length") == "10"
+    assert batch.values("timestamp_granularities[]") == ["segment", "word"]
+    # pending -> processing -> success, one GET each; inline: no download
+    statuses = fake.calls("status")
+    assert len(statuses) == 3
+    assert all(c.path == f"/1/ai/{PRODUCT_ID}/results/{batch.id}" for c in statuses)
+    assert all(c.headers["authorization"] == f"Bearer {TOKEN}" for c in statuses)
+    assert not fake.calls("download") and not fake.calls("download_product")
+
+
+def test_a_source_url_is_downloaded_by_the_gateway_then_uploaded(
+    start: Start, fake: FakeInfomaniak
+) -> None:
+    audio = StaticServer(SPEECH_WAV.read_bytes())
+    try:
+        gateway, key = start()
+        with gateway.client(key) as client:
+            created = client.post(
+                "/jobs",
+                json={"source_url": audio.url, "provider": "infomaniak", "language": "en"},
+            )
+            assert created.status_code == 202, created.text
+            done = wait_for_job(client, created.json()["id"])
+            assert done["status"] == "completed", done
+            assert done["source"] == {"type": "url", "url": audio.url}
+    finally:
+        audio.close()
+    assert audio.requests == 1
+    batch = fake.batches[done["provider_job_id"]]
+    assert batch.audio == SPEECH_WAV.read_bytes()
+    assert batch.filename is not None and batch.filename.endswith(".wav")
+
+
+@pytest.mark.parametrize(
+    ("delivery", "response_format", "downloads"),
+    [
+        ("inline", "json", []),
+        ("inline-string", "verbose_json", []),
+        ("inline", "text", []),
+        ("url", "verbose_json", ["download"]),
+        ("product", "json", ["download", "download_product"]),
+        ("product", "srt", ["download", "download_product"]),
+    ],
+)
+def test_every_place_the_transcript_may_be(
+    start: Start,
+    fake: FakeInfomaniak,
+    delivery: str,
+    response_format: str,
+    downloads: list[str],
+) -> None:
+    fake.delivery = delivery
+    gateway, key = start()
+    with gateway.client(key) as client:
+        job = create(client, options={"response_format": response_format})
+        done = wait_for_job(client, job["id"])
+        assert done["status"] == "completed", done
+        transcript = client.get(f"/jobs/{job['id']}/transcript").json()
+        if response_format == "srt":
+            assert done["artifacts"][0]["name"] == "srt"
+            srt = client.get(f"/jobs/{job['id']}/artifacts/srt")
+            assert srt.status_code == 200 and "00:00:01,500 --> 00:00:02,640" in srt.text
+    assert transcript["text"] == "Hello world. This is a test."
+    timed = response_format in ("verbose_json", "srt")
+    assert len(transcript["segments"]) == (2 if timed else 0)
+    seen = [r.operation for r in fake.requests if r.operation.startswith("download")]
+    assert seen == downloads
+    for call in fake.requests:
+        assert call.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_vendor_500_at_submit_is_retried(start: Start, fake: FakeInfomaniak) -> None:
+    fake.fail("submit", 500, body={"result": "error", "error": {"code": "internal"}})
+    gateway, key = start()
+    with gateway.client(key) as client:
+        done = wait_for_job(client, create(client)["id"])
+    assert done["status"] == "completed", done
+    assert len(fake.calls("submit")) == 2
+    assert len(fake.batches) == 1
+
+
+def test_retry_after_is_honoured(start: Start, fake: FakeInfomaniak) -> None:
+    fake.fail("status", 429, headers={"Retry-After": "2"})
+    gateway, key = start()
+    with gateway.client(key) as client:
+        done = wait_for_job(client, create(client)["id"])
+    assert done["status"] == "completed", done
+    first, second, *_ = fake.times("status")
+    assert second - first >= 2.0
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (
+            400,
+            {"result": "error", "error": {"code": "validation_failed", "description": "bad"}},
+            "invalid_request",
+        ),
+        (
+            413,
+            {
+                "result": "error",
+                "error": {
+                    "code": "file_too_large",
+                    "description": "The file may not be greater than 50 MB",
+                },
+            },
+            "input_too_large",
+        ),
+    ],
+)
+def test_refused_input_fails_the_job_with_the_vendors_detail(
+    start: Start, fake: FakeInfomaniak, status: int, body: dict[str, Any], code: str
+) -> None:
+    if status == 413:
+        fake.max_bytes = 1000  # the fake's own check, not an injected fault
+    else:
+        fake.fail("submit", status, body=body)
+    gateway, key = start()
+    with gateway.client(key) as client:
+        done = wait_for_job(client, create(client)["id"])
+    assert done["status"] == "failed", done
+    error = done["error"]
+    assert error["code"] == code and error["retryable"] is False
+    assert error["provider_detail"] == {"status_code": status, "body": body}
+    assert len(fake.calls("submit")) == 1  # a refusal is not retried
+    assert TOKEN not in json.dumps(done)
+
+
+@pytest.mark.parametrize(
+    ("last", "code"), [("failed", "provider_failed"), ("cancelled", "provider_canceled")]
+)
+def test_a_vendor_side_failure_fails_the_job(
+    start: Start, fake: FakeInfomaniak, last: str, code: str
+) -> None:
+    fake.progression = ["pending", last]
+    gateway, key = start()
+    with gateway.client(key) as client:
+        done = wait_for_job(client, create(client)["id"])
+    assert done["status"] == "failed", done
+    assert done["provider_status"] == last
+    assert done["error"]["code"] == code
+    assert done["error"]["provider_detail"]["status"] == last
+    if last == "failed":
+        assert "Unable to decode the audio file" in done["error"]["message"]
+
+
+def test_a_wrong_token_fails_the_job_as_an_auth_error(start: Start, fake: FakeInfomaniak) -> None:
+    gateway, key = start(INFOMANIAK_API_KEY="not-the-token")
+    with gateway.client(key) as client:
+        done = wait_for_job(client, create(client)["id"])
+    assert done["status"] == "failed", done
+    assert done["error"]["code"] == "provider_auth"
+    assert fake.calls("submit")[0].headers["authorization"] == "Bearer not-the-token"
+    assert "not-the-token" not in json.dumps(done)
+
+
+def test_a_forged_callback_is_a_404_and_costs_no_vendor_call(
+    start: Start, fake: FakeInfomaniak
+) -> None:
+    # A long Retry-After parks the poll, so any status call after the callback is its doing.
+    fake.fail("status", 429, headers={"Retry-After": "30"})
+    gateway, key = start()
+    with gateway.client(key) as client:
+        job = create(client)
+        wait_until(lambda: len(fake.calls("status")) == 1)
+        forged = httpx.post(
+            f"{gateway.base_url}/callbacks/infomaniak/{job['id']}",
+            params={"expires": str(int(time.time()) + 3600), "sig": "forged"},
+            json={"status": "success"},
+        )
+        assert forged.status_code == 404
+        time.sleep(1.5)
+        assert len(fake.calls("status")) == 1
+        assert client.get(f"/jobs/{job['id']}").json()["status"] == "processing"
+
+
+def test_without_a_product_id_infomaniak_is_not_offered(start: Start) -> None:
+    gateway, key = start(INFOMANIAK_PRODUCT_ID=None)
+    with gateway.client(key) as client:
+        names = [p["name"] for p in client.get("/providers").json()["data"]]
+        assert "infomaniak" not in names
+        refused = upload(client, provider="infomaniak")
+    assert_problem(refused, 422, "INFOMANIAK_PRODUCT_ID")
+
+
+def test_providers_lists_infomaniak_with_its_options(start: Start) -> None:
+    gateway, key = start()
+    with gateway.client(key) as client:
+        listed = {p["name"]: p for p in client.get("/providers").json()["data"]}
+        bad = upload(client, provider="infomaniak", options=json.dumps({"temperature": 0.2}))
+    entry = listed["infomaniak"]
+    assert entry["capabilities"]["languages"] is None
+    assert entry["capabilities"]["cancel"] is False
+    assert "timestamp_granularities" in entry["options_schema"]["properties"]
+    assert_problem(bad, 422, "temperature")
