@@ -111,10 +111,17 @@ async def release(session: AsyncSession, tasks: Sequence[ClaimedTask]) -> None:
 
 
 async def make_due_now(session: AsyncSession, job_id: str, kind: str) -> bool:
-    """Bring a job's waiting task forward (one being run is left alone)."""
+    """Bring a job's waiting task forward. One being run is left alone, and so
+    is one backing off after an error (a 429's Retry-After, a 5xx): a vendor's
+    callback must not make us call the vendor sooner than it asked."""
     result = await session.execute(
         update(Task)
-        .where(Task.job_id == job_id, Task.kind == kind, Task.claim_token.is_(None))
+        .where(
+            Task.job_id == job_id,
+            Task.kind == kind,
+            Task.claim_token.is_(None),
+            Task.last_error.is_(None),
+        )
         .values(run_at=utcnow())
         .execution_options(synchronize_session=False)
     )

@@ -1,0 +1,454 @@
+"""Daglo (ActionPower) asynchronous speech recognition.
+
+    POST {base}/stt/v1/async/transcripts        multipart `file`, or JSON `audio.source.url`
+    GET  {base}/stt/v1/async/transcripts/{rid}  status, progress, sttResults[] (204: empty result)
+
+Auth is ``Authorization: Bearer <token>``. Daglo fetches a source URL itself, so
+URL jobs are never downloaded by the gateway. There is no cancel endpoint.
+Daglo POSTs progress and the final status to ``callback.url``; the gateway only
+takes that as a hint to poll now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from itertools import groupby
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from app.config import Settings
+from app.providers.base import (
+    Capabilities,
+    PermanentProviderError,
+    ProviderResult,
+    ProviderUpdate,
+    RetryableProviderError,
+    SubmitRequest,
+)
+from app.providers.http import json_object, send
+from app.transcripts import Segment, Transcript, Word
+
+log = logging.getLogger(__name__)
+
+VENDOR = "daglo"
+TRANSCRIPTS_PATH = "/stt/v1/async/transcripts"
+
+# --- languages ---------------------------------------------------------------
+
+# Daglo's sttConfig.language enum (case-sensitive); "mixed" is Korean and English.
+DagloLanguage = Literal[
+    "ko-KR", "en-US", "mixed", "ja-JP", "cmn-Hans-CN", "de-DE", "fr-FR", "es-ES", "it-IT",
+    "nl-NL", "sv-SE", "hi-IN", "ru-RU", "vi-VN", "th-TH", "id-ID", "fa-IR", "cs-CZ",
+]  # fmt: skip
+
+# BCP-47 primary subtag -> Daglo's tag. Daglo has one variant per language.
+LANGUAGES: dict[str, str] = {
+    "ko": "ko-KR",
+    "en": "en-US",
+    "ja": "ja-JP",
+    "zh": "cmn-Hans-CN",
+    "cmn": "cmn-Hans-CN",
+    "de": "de-DE",
+    "fr": "fr-FR",
+    "es": "es-ES",
+    "it": "it-IT",
+    "nl": "nl-NL",
+    "sv": "sv-SE",
+    "hi": "hi-IN",
+    "ru": "ru-RU",
+    "vi": "vi-VN",
+    "th": "th-TH",
+    "id": "id-ID",
+    "fa": "fa-IR",
+    "cs": "cs-CZ",
+}
+_FULL_TAGS = {tag.lower(): tag for tag in LANGUAGES.values()}
+
+
+def daglo_language(tag: str) -> str:
+    """Our BCP-47 tag as Daglo's: a full tag Daglo knows is kept (in Daglo's
+    casing, as BCP-47 is case-insensitive but Daglo is not), else its primary subtag
+    is mapped."""
+    normalised = tag.replace("_", "-").lower()
+    if normalised in _FULL_TAGS:
+        return _FULL_TAGS[normalised]
+    mapped = LANGUAGES.get(normalised.split("-")[0])
+    if mapped is None:
+        raise PermanentProviderError(
+            "unsupported_language",
+            f"daglo does not take language {tag!r}; it takes: {', '.join(LANGUAGES)}",
+        )
+    return mapped
+
+
+def resolve_language(job_language: str | None, option: str | None) -> str | None:
+    """The sttConfig.language to send: the job's language, or the explicit option
+    (needed for "mixed"); the two must not contradict each other."""
+    mapped = daglo_language(job_language) if job_language else None
+    if option is None or mapped is None or option == mapped:
+        return option or mapped
+    if option == "mixed" and mapped in ("ko-KR", "en-US"):
+        return option
+    raise PermanentProviderError(
+        "invalid_options",
+        f"options.sttConfig.language {option!r} contradicts the job's language "
+        f"{job_language!r} (sent to daglo as {mapped!r})",
+    )
+
+
+# --- options: Daglo's own sttConfig / nlpConfig, by their names ---------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeywordBoost(_Strict):
+    enable: bool
+    keywords: list[str] | None = None
+    # The text says the default is 5, the schema 7: we send nothing unless given.
+    boost: int | None = Field(default=None, ge=1, le=15)
+
+
+class MultiChannel(_Strict):
+    channelCount: int = Field(ge=1, le=2)
+
+
+class SpeakerDiarization(_Strict):
+    enable: bool
+    speakerCountHint: int | None = Field(default=None, ge=2)
+
+
+class SttConfig(_Strict):
+    model: Literal["general"] | None = None
+    language: DagloLanguage | None = Field(
+        default=None,
+        description="Daglo's own tag; mostly for 'mixed' (Korean and English). "
+        "Otherwise give the job's language.",
+    )
+    keywordBoost: KeywordBoost | None = None
+    multiChannel: MultiChannel | None = None
+    speakerDiarization: SpeakerDiarization | None = None
+
+
+class KeywordExtraction(_Strict):
+    enable: bool
+    maxCount: int | None = Field(default=None, ge=1)
+
+
+class SentimentAnalysis(_Strict):
+    enable: bool
+
+
+class NlpConfig(_Strict):
+    keywordExtraction: KeywordExtraction | None = None
+    sentimentAnalysis: SentimentAnalysis | None = None
+
+
+class DagloOptions(_Strict):
+    """Daglo's request fields, under Daglo's own names."""
+
+    sttConfig: SttConfig | None = None
+    nlpConfig: NlpConfig | None = None
+
+
+# --- request ------------------------------------------------------------------
+
+
+def request_fields(request: SubmitRequest, options: DagloOptions) -> dict[str, Any]:
+    """The body fields other than the audio (the same for both content types)."""
+    stt = options.sttConfig.model_dump(exclude_none=True) if options.sttConfig else {}
+    language = resolve_language(request.language, stt.get("language"))
+    if language is not None:
+        stt["language"] = language
+    fields: dict[str, Any] = {}
+    if stt:
+        fields["sttConfig"] = stt
+    nlp = options.nlpConfig.model_dump(exclude_none=True) if options.nlpConfig else {}
+    if nlp:
+        fields["nlpConfig"] = nlp
+    if request.callback_url:
+        # `callback`, not the deprecated `callbackUrl` string.
+        fields["callback"] = {"url": request.callback_url}
+    # Daglo echoes `custom` in every GET: it carries what fetch() needs to read the
+    # result but cannot see (fetch gets only the rid).
+    custom: dict[str, Any] = {"gateway_job_id": request.job_id}
+    if language is not None and language != "mixed":
+        custom["language"] = language
+    channels = stt.get("multiChannel", {}).get("channelCount", 1)
+    if channels > 1:
+        custom["channel_count"] = channels
+    fields["custom"] = custom
+    return fields
+
+
+def json_body(source_url: str, fields: dict[str, Any]) -> dict[str, Any]:
+    return {"audio": {"source": {"url": source_url}}, **fields}
+
+
+def multipart_fields(fields: dict[str, Any]) -> dict[str, str]:
+    # The spec does not say how nested objects travel in multipart/form-data:
+    # each goes as one form field holding its JSON text.
+    return {name: json.dumps(value, ensure_ascii=False) for name, value in fields.items()}
+
+
+# --- status and results --------------------------------------------------------
+
+STATUSES: dict[str, Literal["processing", "completed", "failed"]] = {
+    "ai_requested": "processing",
+    "uploaded": "processing",
+    "file_processing": "processing",
+    "transcribing": "processing",
+    "post_processing": "processing",
+    "transcribed": "completed",
+    # In the OpenAPI enum but not in the guide's list.
+    "input_error": "failed",
+    "transcript_error": "failed",
+    "file_error": "failed",
+}
+
+# code, retryable (the same request may succeed later), what happened
+_FAILURES: dict[str, tuple[str, bool, str]] = {
+    "input_error": ("invalid_request", False, "daglo refused the request's input"),
+    "file_error": ("invalid_audio", False, "daglo found an error in the audio file"),
+    "transcript_error": ("provider_failed", True, "daglo failed while transcribing"),
+}
+_MESSAGE_CHARS = 500
+
+
+def failure(status: str, body: dict[str, Any]) -> PermanentProviderError:
+    code, retryable, what = _FAILURES[status]
+    message = body.get("message")
+    text = f"{what} ({status})"
+    if isinstance(message, str) and message.strip():
+        text += f": {message.strip()[:_MESSAGE_CHARS]}"
+    return PermanentProviderError(
+        code,
+        text,
+        retryable=retryable,
+        provider_detail={"status": status, "message": message},
+    )
+
+
+def seconds(value: Any) -> float | None:
+    """A protobuf-style ``{seconds: "1", nanos: 419999999}`` in seconds (ms precision).
+
+    Missing fields are proto3 zeros; a missing time stays None.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"a time is not an object: {value!r}")
+    whole, nanos = value.get("seconds", 0), value.get("nanos", 0)
+    if isinstance(whole, bool) or isinstance(nanos, bool):
+        raise ValueError("a time holds a boolean")
+    return round(int(whole) + int(nanos) / 1e9, 3)
+
+
+def _speaker(word: dict[str, Any]) -> str | None:
+    speaker = word.get("speaker")
+    return None if speaker is None or speaker == "" else str(speaker)
+
+
+def _entry_segments(entry: dict[str, Any], channel: int | None) -> list[Segment]:
+    """One sttResults entry as segments: words grouped by segmentId and speaker."""
+    transcript = entry.get("transcript") or ""
+    words = entry.get("words") or []
+    if not isinstance(transcript, str) or not isinstance(words, list):
+        raise ValueError("an sttResults entry has an unexpected shape")
+    if not all(isinstance(w, dict) for w in words):
+        raise ValueError("words is not a list of objects")
+    if not words:
+        text = transcript.strip()
+        return [Segment(text=text, channel=channel)] if text else []
+    segments = []
+    # segmentId appears in Daglo's examples (not the schema); speaker with diarization.
+    for (_, speaker), group in groupby(words, key=lambda w: (w.get("segmentId"), _speaker(w))):
+        items = [
+            Word(start=seconds(w.get("startTime")), end=seconds(w.get("endTime")), text=text)
+            for w in group
+            if (text := str(w.get("word") or "").strip())
+        ]
+        if items:
+            segments.append(
+                Segment(
+                    start=items[0].start,
+                    end=items[-1].end,
+                    text=" ".join(w.text for w in items),
+                    channel=channel,
+                    speaker=speaker,
+                    words=items,
+                )
+            )
+    return segments
+
+
+def build_transcript(body: dict[str, Any]) -> Transcript:
+    """A GET (or callback) body as our transcript; raises ValueError on a shape we
+    do not know. Daglo gives no duration, confidence or detected language."""
+    results = body.get("sttResults") or []
+    echoed = body.get("custom")
+    custom: dict[str, Any] = echoed if isinstance(echoed, dict) else {}
+    if not isinstance(results, list) or not all(isinstance(e, dict) for e in results):
+        raise ValueError("sttResults is not a list of objects")
+    # With multiChannel each entry is one channel, in order; we know it was asked for
+    # only from our own `custom` echoed back.
+    multichannel = isinstance(custom.get("channel_count"), int) and custom["channel_count"] > 1
+    segments: list[Segment] = []
+    texts: list[str] = []
+    for index, entry in enumerate(results):
+        segments += _entry_segments(entry, index if multichannel else None)
+        transcript = entry.get("transcript")
+        if isinstance(transcript, str) and transcript.strip():
+            texts.append(transcript.strip())
+    language = custom.get("language")
+    return Transcript(
+        text=("\n" if multichannel else " ").join(texts),
+        language=language if isinstance(language, str) else None,
+        duration=None,
+        provider=VENDOR,
+        segments=segments,
+    )
+
+
+def update_from_status(rid: str, body: dict[str, Any]) -> ProviderUpdate:
+    """A GET body as our update (raises ValueError on a shape we do not know)."""
+    status = body.get("status")
+    if not isinstance(status, str):
+        raise ValueError("the answer has no status")
+    ours = STATUSES.get(status)
+    if ours is None:
+        log.warning("daglo job %s has an unknown status %r: still processing", rid, status)
+        ours = "processing"
+    if ours == "completed":
+        result = ProviderResult(transcript=build_transcript(body), raw=body)
+        return ProviderUpdate(ours, provider_job_id=rid, provider_status=status, result=result)
+    if ours == "failed":
+        error = failure(status, body)
+        return ProviderUpdate(ours, provider_job_id=rid, provider_status=status, error=error)
+    return ProviderUpdate(ours, provider_job_id=rid, provider_status=status)
+
+
+# --- the adapter -----------------------------------------------------------------
+
+
+class DagloProvider:
+    name: ClassVar[str] = VENDOR
+    needs_local_audio: ClassVar[bool] = False  # Daglo fetches a source_url itself
+    options_model: ClassVar[type[BaseModel]] = DagloOptions
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        # Daglo lists wav, mp3, flac, aiff, amr, opus/ogm/ogv (Ogg), weba (WebM), m4a/mp4.
+        formats=("wav", "mp3", "flac", "ogg", "webm", "mp4", "aiff", "amr"),
+        source_url=True,
+        upload=True,
+        callbacks=True,
+        cancel=False,
+        word_timestamps=True,
+        diarization=True,
+        languages=tuple(LANGUAGES),
+    )
+
+    def __init__(self, api_key: SecretStr, base_url: str, http: httpx.AsyncClient) -> None:
+        self._api_key = api_key
+        self._url = base_url.rstrip("/") + TRANSCRIPTS_PATH
+        self._http = http
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._api_key.get_secret_value()}",
+            "Accept": "application/json",
+        }
+
+    async def submit(self, request: SubmitRequest) -> ProviderUpdate:
+        options = request.options
+        if not isinstance(options, DagloOptions):
+            options = DagloOptions.model_validate(options.model_dump(exclude_unset=True))
+        fields = request_fields(request, options)
+        if request.audio_path is not None:
+            response = await self._upload(request, fields)
+        elif request.source_url is not None:
+            response = await send(
+                self._http,
+                "POST",
+                self._url,
+                vendor=VENDOR,
+                operation="submit",
+                headers=self._headers(),
+                json=json_body(request.source_url, fields),
+            )
+        else:
+            raise PermanentProviderError("invalid_request", "the job has neither audio nor a URL")
+        body = json_object(response, vendor=VENDOR, operation="submit")
+        rid = body.get("rid")
+        if not isinstance(rid, str) or not rid:
+            raise RetryableProviderError(
+                "daglo submit: the answer has no rid", provider_detail={"body": body}
+            )
+        # The POST answer carries no status word: provider_status waits for the first GET.
+        return ProviderUpdate("processing", provider_job_id=rid)
+
+    async def _upload(self, request: SubmitRequest, fields: dict[str, Any]) -> httpx.Response:
+        assert request.audio_path is not None
+        filename = request.filename or f"{request.job_id}.{request.audio_format or 'bin'}"
+        content_type = request.content_type or "application/octet-stream"
+        try:
+            audio = await asyncio.to_thread(request.audio_path.open, "rb")
+        except FileNotFoundError:
+            raise PermanentProviderError(
+                "internal", "the job's uploaded audio is no longer stored"
+            ) from None
+        try:
+            return await send(
+                self._http,
+                "POST",
+                self._url,
+                vendor=VENDOR,
+                operation="submit",
+                headers=self._headers(),
+                data=multipart_fields(fields),
+                files={"file": (filename, audio, content_type)},
+            )
+        finally:
+            audio.close()
+
+    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
+        response = await send(
+            self._http,
+            "GET",
+            f"{self._url}/{quote(provider_job_id, safe='')}",
+            vendor=VENDOR,
+            operation="status",
+            headers=self._headers(),
+        )
+        if response.status_code == 204:
+            # Documented: transcription complete, but the result is empty.
+            empty = Transcript(text="", provider=VENDOR)
+            return ProviderUpdate(
+                "completed",
+                provider_job_id=provider_job_id,
+                provider_status="transcribed",
+                result=ProviderResult(transcript=empty, raw=None),
+            )
+        body = json_object(response, vendor=VENDOR, operation="status")
+        try:
+            return update_from_status(provider_job_id, body)
+        except (ValueError, TypeError) as exc:
+            raise RetryableProviderError(
+                f"daglo status: an answer of unexpected shape ({exc})"[:_MESSAGE_CHARS]
+            ) from None
+
+    async def cancel(self, provider_job_id: str) -> None:
+        # Daglo has no cancel or delete endpoint: the gateway's job is canceled and
+        # Daglo's run finishes on its own.
+        return None
+
+
+def build(settings: Settings, http: httpx.AsyncClient) -> DagloProvider:
+    if settings.daglo_api_key is None:
+        raise ValueError("DAGLO_API_KEY is not set")
+    return DagloProvider(settings.daglo_api_key, settings.daglo_base_url, http)
