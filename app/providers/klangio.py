@@ -1,0 +1,491 @@
+"""Klangio (api.klang.io): music transcription into MIDI, MusicXML, PDF and Guitar Pro.
+
+Klangio hears notes, not words: a completed job's transcript is empty (no text,
+no segments, nothing invented) and its results are the files asked for with
+``outputs``, stored as the job's artifacts under the same names.
+
+The workflow, from vendor-docs/klangio.txt and NOTES.md §1::
+
+    POST /transcription?model=…&title=…&composer=…&webhook_url=…
+         multipart: file, outputs (one field per value)    -> {"job_id", "gen_*": bool, …}
+    GET  /job/{id}/status                                  -> {"status": "IN_QUEUE" | …}
+    GET  /job/{id}/{midi | midi_quant | midi_unq | xml | pdf | gp5}   -> the file
+
+Every call carries the header ``kl-api-key``. Klangio keeps results for 14
+days, so they are downloaded as soon as the status says COMPLETED. The webhook
+body is undocumented; it only makes the gateway poll sooner.
+
+``fetch`` is given nothing but the id that ``submit`` returned, so that id
+carries the outputs asked for: ``<Klangio's job id>#outputs=midi,mxml``. Only
+those are downloaded (each extra format may cost quota, and what Klangio
+answers for a format it was not asked for is undocumented).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal, get_args
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, Field, field_validator
+
+from app.config import Settings
+from app.providers.base import (
+    Artifact,
+    AudioFormat,
+    Capabilities,
+    PermanentProviderError,
+    ProviderError,
+    ProviderResult,
+    ProviderUpdate,
+    RetryableProviderError,
+    SubmitRequest,
+)
+from app.providers.http import json_object, send
+from app.transcripts import Transcript
+
+log = logging.getLogger(__name__)
+
+VENDOR = "klangio"
+AUTH_HEADER = "kl-api-key"
+
+OurStatus = Literal["processing", "completed", "failed"]
+
+STATUS_MAP: dict[str, OurStatus] = {
+    "IN_QUEUE": "processing",
+    "IN_PROGRESS": "processing",
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    # Not on Klangio's pages: third-party clients read these two from its OpenAPI.
+    "CANCELLED": "failed",
+    "TIMED_OUT": "failed",
+}
+
+# Terminal failure word -> (our error code, may the same request succeed again?)
+FAILURES: dict[str, tuple[str, bool]] = {
+    "FAILED": ("provider_failed", False),  # "processing of job was not possible"
+    "CANCELLED": ("provider_canceled", False),
+    "TIMED_OUT": ("provider_timeout", True),  # Klangio's own limit, not the input's fault
+}
+
+# The official pages show "universal" and "guitar"; the rest is the OpenAPI enum
+# as several independent third-party clients copy it (NOTES.md §1).
+ModelName = Literal[
+    "universal",
+    "guitar",
+    "piano",
+    "bass",
+    "vocal",
+    "lead",
+    "detect",
+    "drums",
+    "multi",
+    "wind",
+    "string",
+    "piano_arrangement",
+]
+OutputName = Literal["midi", "midi_quant", "mxml", "pdf", "gp5"]
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: OutputName  # the ``outputs`` value, and the artifact's name
+    paths: tuple[str, ...]  # under /job/{id}/, tried in this order
+    flags: tuple[str, ...]  # the create answer's gen_* fields that announce it
+    content_type: str
+
+
+OUTPUTS: dict[str, OutputFormat] = {
+    f.name: f
+    for f in (
+        OutputFormat("midi", ("midi",), ("gen_midi",), "audio/midi"),
+        # Clients call /midi_quant, Klangio's MIDI page says /midi_unq; the newer create
+        # answer names the flag gen_midi_quant, the older gen_midi_unq.
+        OutputFormat(
+            "midi_quant",
+            ("midi_quant", "midi_unq"),
+            ("gen_midi_quant", "gen_midi_unq"),
+            "audio/midi",
+        ),
+        # Asked for as "mxml", fetched from /xml.
+        OutputFormat("mxml", ("xml",), ("gen_xml",), "application/vnd.recordare.musicxml+xml"),
+        OutputFormat("pdf", ("pdf",), ("gen_pdf",), "application/pdf"),
+        OutputFormat("gp5", ("gp5",), ("gen_gp5",), "application/octet-stream"),
+    )
+}
+
+# A result path answering one of these does not have the file: 404/410, or 422
+# from a FastAPI route whose format enum lacks this path variant. Any other
+# refusal is an error.
+_NOT_THERE = {404, 410, 422}
+
+_ID_OUTPUTS = "#outputs="  # joins Klangio's job id and the outputs asked for
+
+_AUDIO_TYPES: dict[str, str] = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "webm": "audio/webm",
+    "mp4": "audio/mp4",
+    "aiff": "audio/aiff",
+    "amr": "audio/amr",
+}
+
+
+class KlangioOptions(BaseModel):
+    """Klangio's own parameters of ``POST /transcription``."""
+
+    model_config = {"extra": "forbid"}
+
+    model: ModelName = Field(
+        default="universal",
+        description=(
+            "The instrument model. Klangio's pages show 'universal' (the general model) "
+            "and 'guitar'; the other values are its OpenAPI enum as third-party clients "
+            "copy it."
+        ),
+    )
+    outputs: list[OutputName] = Field(
+        default=["midi", "mxml"],  # pydantic copies a mutable default for each instance
+        min_length=1,
+        description=(
+            "The files to make, each stored as an artifact of that name: midi, midi_quant "
+            "(quantized MIDI), mxml (MusicXML), pdf (sheet music), gp5 (Guitar Pro 5). "
+            "Each extra format may cost Klangio quota."
+        ),
+    )
+    title: str | None = Field(
+        default=None, min_length=1, description="The title printed on the score"
+    )
+    composer: str | None = Field(
+        default=None, min_length=1, description="The composer printed on the score"
+    )
+
+    @field_validator("outputs")
+    @classmethod
+    def _once_each(cls, value: list[OutputName]) -> list[OutputName]:
+        return list(dict.fromkeys(value))
+
+
+def klangio_capabilities() -> Capabilities:
+    # Klangio lists no input formats: every format the gateway recognises is passed
+    # on, and a refusal fails the job with Klangio's own detail.
+    formats: tuple[AudioFormat, ...] = get_args(AudioFormat)
+    return Capabilities(
+        formats=formats,
+        source_url=True,  # downloaded by the gateway: Klangio takes only the file itself
+        upload=True,
+        callbacks=True,
+        cancel=False,  # Klangio documents no way to cancel or delete a job
+        languages=(),  # music has no language parameter
+    )
+
+
+# --- pure conversions ----------------------------------------------------------
+
+
+def check_language(language: str | None) -> None:
+    if language is not None:
+        raise PermanentProviderError(
+            "unsupported_language",
+            f"klangio transcribes music and takes no language (got {language!r}); leave it out",
+        )
+
+
+def transcription_params(options: KlangioOptions, callback_url: str | None) -> dict[str, str]:
+    """The query string of ``POST /transcription``."""
+    params: dict[str, str] = {"model": options.model}
+    if options.title is not None:
+        params["title"] = options.title
+    if options.composer is not None:
+        params["composer"] = options.composer
+    if callback_url is not None:
+        params["webhook_url"] = callback_url
+    return params
+
+
+def transcription_form(options: KlangioOptions) -> dict[str, list[str]]:
+    """The fields beside the file: httpx sends a list as one ``outputs`` field per value."""
+    return {"outputs": list(options.outputs)}
+
+
+def upload_name_and_type(request: SubmitRequest) -> tuple[str, str]:
+    """The file part's name and type; a downloaded source_url has neither of its own."""
+    fmt = request.audio_format
+    filename = request.filename or f"{request.job_id}.{fmt or 'bin'}"
+    content_type = request.content_type or _AUDIO_TYPES.get(fmt or "", "application/octet-stream")
+    return filename, content_type
+
+
+def created_job_id(body: dict[str, Any]) -> str:
+    job_id = body.get("job_id")
+    if not isinstance(job_id, str) or not job_id.strip():
+        raise RetryableProviderError(
+            "klangio submit: the answer has no job_id", provider_detail=body
+        )
+    return job_id
+
+
+def announced_outputs(body: dict[str, Any]) -> set[str] | None:
+    """The outputs a create answer's gen_* flags announce; None when it has no flags."""
+    flagged = [f for f in OUTPUTS.values() if any(isinstance(body.get(g), bool) for g in f.flags)]
+    if not flagged:
+        return None
+    return {f.name for f in flagged if any(body.get(g) is True for g in f.flags)}
+
+
+def encode_job_id(klangio_id: str, outputs: list[OutputName]) -> str:
+    return f"{klangio_id}{_ID_OUTPUTS}{','.join(outputs)}"
+
+
+def decode_job_id(provider_job_id: str) -> tuple[str, list[OutputFormat] | None]:
+    """Klangio's job id, and the outputs asked for (None: not recorded, try them all)."""
+    klangio_id, found, names = provider_job_id.rpartition(_ID_OUTPUTS)
+    if not found:
+        return provider_job_id, None
+    return klangio_id, [OUTPUTS[n] for n in names.split(",") if n in OUTPUTS] or None
+
+
+def status_word(body: dict[str, Any]) -> str:
+    word = body.get("status")
+    if not isinstance(word, str) or not word:
+        raise RetryableProviderError(
+            "klangio status: the answer has no status", provider_detail=body
+        )
+    return word
+
+
+def our_status(word: str, klangio_id: str) -> OurStatus:
+    status = STATUS_MAP.get(word)
+    if status is None:
+        log.warning("klangio job %s has an unknown status %r: still processing", klangio_id, word)
+        return "processing"
+    return status
+
+
+def failure(word: str, body: dict[str, Any]) -> PermanentProviderError:
+    """The job failed at Klangio: a code per word, with Klangio's reason when it gives one."""
+    code, retryable = FAILURES.get(word, ("provider_failed", False))
+    reason = next(
+        (
+            body[key].strip()[:500]
+            for key in ("error", "error_description", "detail", "message")
+            if isinstance(body.get(key), str) and body[key].strip()
+        ),
+        None,
+    )
+    message = f"klangio reported the job {word}"
+    return PermanentProviderError(
+        code,
+        f"{message}: {reason}" if reason else message,
+        provider_detail=body,
+        retryable=retryable,
+    )
+
+
+def empty_transcript() -> Transcript:
+    """Klangio returns notes, not words: the transcript holds nothing it did not say."""
+    return Transcript(text="", language=None, duration=None, provider=VENDOR, segments=[])
+
+
+def build_result(
+    status_body: dict[str, Any],
+    files: dict[str, tuple[str, bytes]],
+    missing: list[str],
+) -> ProviderResult:
+    """``files``: output name -> (the path that answered, its bytes), in request order."""
+    return ProviderResult(
+        transcript=empty_transcript(),
+        raw={
+            "status": status_body,
+            "outputs": {name: path for name, (path, _) in files.items()},
+            "missing_outputs": missing,
+        },
+        artifacts=[
+            Artifact(name, OUTPUTS[name].content_type, data) for name, (_, data) in files.items()
+        ],
+    )
+
+
+def detail_text(body: Any) -> str | None:
+    """A FastAPI-style ``{"detail": …}`` (a string, or a list of ``{loc, msg}``) as text."""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        return detail.strip()[:500] or None
+    if isinstance(detail, list):
+        parts = []
+        for item in detail[:5]:
+            if isinstance(item, dict) and isinstance(item.get("msg"), str):
+                loc = item.get("loc")
+                where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
+                parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+        return "; ".join(parts)[:500] or None
+    return None
+
+
+def redact(value: Any, secret: str) -> Any:
+    """``value`` with ``secret`` cut out of every string (a vendor may echo a header)."""
+    if isinstance(value, str):
+        return value.replace(secret, "[redacted]")
+    if isinstance(value, dict):
+        return {k: redact(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secret) for v in value]
+    return value
+
+
+# --- the adapter -----------------------------------------------------------------
+
+
+class KlangioProvider:
+    name: ClassVar[str] = VENDOR
+    capabilities: ClassVar[Capabilities] = klangio_capabilities()
+    options_model: ClassVar[type[BaseModel]] = KlangioOptions
+    needs_local_audio: ClassVar[bool] = True  # POST /transcription takes a file, not a URL
+
+    def __init__(self, http: httpx.AsyncClient, api_key: str, base_url: str) -> None:
+        self._http = http
+        self._key = api_key
+        self._base = base_url.rstrip("/")
+
+    async def submit(self, request: SubmitRequest) -> ProviderUpdate:
+        check_language(request.language)
+        if request.audio_path is None:
+            raise PermanentProviderError("invalid_audio", "klangio needs the audio file itself")
+        options = request.options
+        if not isinstance(options, KlangioOptions):  # the worker validates with options_model
+            raise TypeError(f"klangio options must be KlangioOptions, not {type(options)}")
+        filename, content_type = upload_name_and_type(request)
+        audio = await asyncio.to_thread(request.audio_path.open, "rb")
+        try:
+            response = await self._call(
+                "POST",
+                f"{self._base}/transcription",
+                "submit",
+                params=transcription_params(options, request.callback_url),
+                data=transcription_form(options),
+                files={"file": (filename, audio, content_type)},
+            )
+        finally:
+            audio.close()
+        body = self._json(response, "submit")
+        klangio_id = created_job_id(body)
+        announced = announced_outputs(body)
+        if announced is not None and (skipped := set(options.outputs) - announced):
+            # The documents' own example announces less than it asks for: fetch all anyway.
+            log.warning("klangio job %s announces no %s", klangio_id, ", ".join(sorted(skipped)))
+        # The create answer carries no status word: None rather than a guess.
+        return ProviderUpdate(
+            status="processing", provider_job_id=encode_job_id(klangio_id, options.outputs)
+        )
+
+    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
+        klangio_id, outputs = decode_job_id(provider_job_id)
+        response = await self._call("GET", self._job_url(klangio_id, "status"), "status")
+        body = self._json(response, "status")
+        word = status_word(body)
+        status = our_status(word, klangio_id)
+        update = ProviderUpdate(
+            status=status, provider_job_id=provider_job_id, provider_status=word
+        )
+        if status == "failed":
+            return replace(update, error=failure(word, body))
+        if status == "completed":
+            return replace(update, result=await self._results(klangio_id, outputs, body))
+        return update
+
+    async def cancel(self, provider_job_id: str) -> None:
+        # No cancel endpoint: the gateway cancels its own job and stops polling.
+        return None
+
+    async def _results(
+        self, klangio_id: str, outputs: list[OutputFormat] | None, status_body: dict[str, Any]
+    ) -> ProviderResult:
+        files: dict[str, tuple[str, bytes]] = {}
+        missing: list[str] = []
+        for output in outputs if outputs is not None else OUTPUTS.values():
+            found = await self._download(klangio_id, output)
+            if found is None:
+                missing.append(output.name)
+            else:
+                files[output.name] = found
+        if not files:
+            # COMPLETED means "result files can be fetched": none yet is worth a retry.
+            raise RetryableProviderError(
+                "klangio results: the job is COMPLETED but none of its files is there yet",
+                provider_detail=status_body,
+            )
+        if missing and outputs is not None:
+            log.warning("klangio job %s has no %s", klangio_id, ", ".join(missing))
+        return build_result(status_body, files, missing)
+
+    async def _download(self, klangio_id: str, output: OutputFormat) -> tuple[str, bytes] | None:
+        """(the path that answered, the file), or None when no path has it."""
+        for path in output.paths:
+            try:
+                response = await self._call(
+                    "GET", self._job_url(klangio_id, path), f"result {path}"
+                )
+            except PermanentProviderError as exc:
+                detail = exc.provider_detail
+                if isinstance(detail, dict) and detail.get("status_code") in _NOT_THERE:
+                    continue
+                raise
+            if not response.content:
+                raise RetryableProviderError(f"klangio result {path}: the file is empty")
+            return path, response.content
+        return None
+
+    def _job_url(self, klangio_id: str, tail: str) -> str:
+        # quote(): a job id is data, it must not step out of /job/{id}/.
+        return f"{self._base}/job/{quote(klangio_id, safe='')}/{tail}"
+
+    async def _call(self, method: str, url: str, operation: str, **kwargs: Any) -> httpx.Response:
+        """One call with the key; errors carry Klangio's ``detail`` in words, never the key."""
+        try:
+            return await send(
+                self._http,
+                method,
+                url,
+                vendor=VENDOR,
+                operation=operation,
+                headers={AUTH_HEADER: self._key},
+                **kwargs,
+            )
+        except ProviderError as exc:
+            raise self._clean(exc) from None
+
+    def _json(self, response: httpx.Response, operation: str) -> dict[str, Any]:
+        try:
+            return json_object(response, vendor=VENDOR, operation=operation)
+        except ProviderError as exc:
+            raise self._clean(exc) from None
+
+    def _clean(self, exc: ProviderError) -> ProviderError:
+        detail = exc.provider_detail
+        body = detail.get("body") if isinstance(detail, dict) else None
+        said = detail_text(body)
+        message = f"{exc.message}: {said}" if said else exc.message
+        if len(self._key) >= 8:  # a shorter "key" would mangle ordinary words
+            message, detail = redact(message, self._key), redact(detail, self._key)
+        if isinstance(exc, RetryableProviderError):
+            return RetryableProviderError(
+                message, retry_after=exc.retry_after, provider_detail=detail
+            )
+        if isinstance(exc, PermanentProviderError):
+            return PermanentProviderError(
+                exc.code, message, provider_detail=detail, retryable=exc.retryable
+            )
+        return exc
+
+
+def build(settings: Settings, http: httpx.AsyncClient) -> KlangioProvider:
+    if settings.klangio_api_key is None:
+        raise ValueError("KLANGIO_API_KEY is not set")
+    return KlangioProvider(
+        http, settings.klangio_api_key.get_secret_value(), settings.klangio_base_url
+    )

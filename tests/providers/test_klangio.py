@@ -1,0 +1,615 @@
+"""The Klangio adapter on its own: pure converters on the documents' payloads, and
+the adapter against httpx.MockTransport for what goes out and how errors map.
+
+Where each file in payloads/klangio/ comes from: payloads/klangio/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydantic
+import pytest
+
+from app.config import Settings
+from app.providers.base import (
+    PermanentProviderError,
+    ProviderUpdate,
+    RetryableProviderError,
+    SubmitRequest,
+)
+from app.providers.klangio import (
+    OUTPUTS,
+    STATUS_MAP,
+    KlangioOptions,
+    KlangioProvider,
+    announced_outputs,
+    build,
+    build_result,
+    check_language,
+    decode_job_id,
+    detail_text,
+    empty_transcript,
+    encode_job_id,
+    failure,
+    redact,
+    transcription_form,
+    transcription_params,
+    upload_name_and_type,
+)
+
+PAYLOADS = Path(__file__).parent / "payloads" / "klangio"
+BASE = "https://api.klang.io"
+KEY = "kl-secret-key-123"
+
+
+def payload(name: str) -> Any:
+    return json.loads((PAYLOADS / name).read_text())
+
+
+# --- pure functions ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("word", "ours"),
+    [
+        ("IN_QUEUE", "processing"),
+        ("IN_PROGRESS", "processing"),
+        ("COMPLETED", "completed"),
+        ("FAILED", "failed"),
+        ("CANCELLED", "failed"),
+        ("TIMED_OUT", "failed"),
+    ],
+)
+def test_every_status_word_maps(word: str, ours: str) -> None:
+    assert STATUS_MAP.get(word) == ours
+
+
+def test_the_status_payloads_use_known_words() -> None:
+    for path in PAYLOADS.glob("status_*.json"):
+        assert json.loads(path.read_text())["status"] in STATUS_MAP, path.name
+
+
+def test_options_defaults_and_refusals() -> None:
+    options = KlangioOptions()
+    assert (options.model, options.outputs, options.title, options.composer) == (
+        "universal",
+        ["midi", "mxml"],
+        None,
+        None,
+    )
+    refused: list[dict[str, Any]] = [
+        {"modle": "guitar"},  # unknown key
+        {"model": "kazoo"},  # not in the enum
+        {"outputs": ["json"]},  # named by one third-party client only
+        {"outputs": ["xml"]},  # the path, not the output's name
+        {"outputs": []},
+        {"title": ""},
+    ]
+    for bad in refused:
+        with pytest.raises(pydantic.ValidationError):
+            KlangioOptions.model_validate(bad)
+    assert KlangioOptions(outputs=["pdf", "midi", "pdf"]).outputs == ["pdf", "midi"]
+    assert KlangioOptions(model="piano_arrangement").model == "piano_arrangement"
+
+
+def test_options_schema_lists_the_enums() -> None:
+    schema = KlangioOptions.model_json_schema()
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]["outputs"]["items"]["enum"]) == set(OUTPUTS)
+    assert {"universal", "guitar", "piano", "drums"} <= set(schema["properties"]["model"]["enum"])
+    assert all(field.get("description") for field in schema["properties"].values())
+
+
+def test_request_fields_follow_the_documents() -> None:
+    options = KlangioOptions(model="guitar", title="Awesome recording", composer="John Doe")
+    assert transcription_params(options, "https://gw/cb?expires=1&sig=x") == {
+        "model": "guitar",
+        "title": "Awesome recording",
+        "composer": "John Doe",
+        "webhook_url": "https://gw/cb?expires=1&sig=x",
+    }
+    assert transcription_params(KlangioOptions(), None) == {"model": "universal"}
+    assert transcription_form(KlangioOptions(outputs=["midi", "pdf", "gp5"])) == {
+        "outputs": ["midi", "pdf", "gp5"]
+    }
+
+
+def test_a_downloaded_source_gets_a_name_and_type(tmp_path: Path) -> None:
+    downloaded = submit_request(tmp_path, filename=None, content_type=None, audio_format="mp3")
+    assert upload_name_and_type(downloaded) == ("job-1.mp3", "audio/mpeg")
+    assert upload_name_and_type(submit_request(tmp_path)) == ("riff.wav", "audio/wav")
+
+
+def test_language_is_refused() -> None:
+    check_language(None)
+    with pytest.raises(PermanentProviderError) as err:
+        check_language("en")
+    assert err.value.code == "unsupported_language"
+
+
+@pytest.mark.parametrize(
+    ("name", "announced"),
+    [
+        ("create_transcription.json", {"midi", "gp5", "pdf"}),
+        ("create_transcription_getting_started.json", {"mxml", "midi"}),
+        ("create_no_flags_constructed.json", None),
+    ],
+)
+def test_gen_flags_of_both_create_shapes(name: str, announced: set[str] | None) -> None:
+    assert announced_outputs(payload(name)) == announced
+
+
+def test_old_flag_name_announces_quantized_midi() -> None:
+    assert announced_outputs({"gen_midi": False, "gen_midi_unq": True}) == {"midi_quant"}
+
+
+def test_the_job_id_carries_the_outputs_asked_for() -> None:
+    encoded = encode_job_id("SOME_JOB_ID", ["pdf", "midi_quant"])
+    assert encoded == "SOME_JOB_ID#outputs=pdf,midi_quant"
+    klangio_id, outputs = decode_job_id(encoded)
+    assert klangio_id == "SOME_JOB_ID"
+    assert [o.name for o in outputs or []] == ["pdf", "midi_quant"]
+    # An id without them (made elsewhere): every output is tried.
+    assert decode_job_id("SOME_JOB_ID") == ("SOME_JOB_ID", None)
+    assert decode_job_id("a#b#outputs=midi")[0] == "a#b"
+    assert decode_job_id("J#outputs=wav") == ("J", None)
+
+
+def test_the_transcript_is_empty_not_invented() -> None:
+    assert empty_transcript().model_dump() == {
+        "text": "",
+        "language": None,
+        "duration": None,
+        "provider": "klangio",
+        "segments": [],
+    }
+
+
+def test_result_keeps_the_files_and_the_raw_payload() -> None:
+    result = build_result(
+        payload("status_completed.json"),
+        {"midi_quant": ("midi_unq", b"MThd-q"), "mxml": ("xml", b"<score/>")},
+        ["gp5"],
+    )
+    assert [(a.name, a.content_type, a.data) for a in result.artifacts] == [
+        ("midi_quant", "audio/midi", b"MThd-q"),
+        ("mxml", "application/vnd.recordare.musicxml+xml", b"<score/>"),
+    ]
+    assert result.raw == {
+        "status": {"status": "COMPLETED"},
+        "outputs": {"midi_quant": "midi_unq", "mxml": "xml"},
+        "missing_outputs": ["gp5"],
+    }
+    assert result.transcript == empty_transcript()
+
+
+def test_failure_keeps_the_vendor_reason_and_body() -> None:
+    plain = failure("FAILED", payload("status_failed.json"))
+    assert (plain.code, plain.message) == ("provider_failed", "klangio reported the job FAILED")
+    assert plain.provider_detail == {"status": "FAILED"} and not plain.retryable
+    detailed = failure("FAILED", payload("status_failed_third_party.json"))
+    assert detailed.message == "klangio reported the job FAILED: Audio could not be decoded"
+    timed_out = failure("TIMED_OUT", payload("status_timed_out_third_party.json"))
+    assert timed_out.code == "provider_timeout" and timed_out.retryable
+    assert timed_out.message.endswith(": Processing took too long")
+    assert failure("CANCELLED", {"status": "CANCELLED"}).code == "provider_canceled"
+
+
+def test_fastapi_details_read_as_text() -> None:
+    assert detail_text(payload("error_401_third_party.json")) == "Invalid API key"
+    assert detail_text(payload("error_422_third_party.json")) == "query.model: field required"
+    assert detail_text({"message": "other shape"}) is None
+    assert detail_text("plain text") is None
+
+
+def test_redact_reaches_nested_strings() -> None:
+    echoed = {"detail": [{"loc": ["header", "kl-api-key"], "input": KEY, "n": 1}], "k": [KEY]}
+    assert KEY not in json.dumps(redact(echoed, KEY))
+    assert redact(echoed, KEY)["detail"][0]["n"] == 1
+
+
+def test_build_takes_its_settings() -> None:
+    values: dict[str, Any] = {
+        "_env_file": None,
+        "klangio_api_key": KEY,
+        "klangio_base_url": "http://127.0.0.1:9/",
+    }
+    settings = Settings(**values)
+    provider = build(settings, httpx.AsyncClient())
+    assert isinstance(provider, KlangioProvider)
+    assert provider.capabilities.languages == ()
+    assert provider.capabilities.callbacks and not provider.capabilities.cancel
+    assert provider.needs_local_audio
+    assert "wav" in provider.capabilities.formats and "mp3" in provider.capabilities.formats
+
+
+# --- the adapter against MockTransport ------------------------------------------------
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Vendor:
+    """Routes by path; remembers every request."""
+
+    def __init__(self, routes: dict[str, Handler | httpx.Response]) -> None:
+        self.routes = routes
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.routes.get(request.url.path)
+        if answer is None:
+            return httpx.Response(404, json={"detail": "Not Found"})
+        return answer(request) if callable(answer) else answer
+
+    def provider(self, key: str = KEY) -> KlangioProvider:
+        return KlangioProvider(httpx.AsyncClient(transport=httpx.MockTransport(self)), key, BASE)
+
+    @property
+    def paths(self) -> list[str]:
+        return [r.url.path for r in self.requests]
+
+
+def multipart(request: httpx.Request) -> list[tuple[str, str | None, bytes]]:
+    """(name, filename, content) of each part."""
+    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
+    message: Any = BytesParser(policy=policy.default).parsebytes(head + request.content)
+    return [
+        (
+            str(part.get_param("name", header="content-disposition")),
+            part.get_filename(),
+            part.get_payload(decode=True),
+        )
+        for part in message.iter_parts()
+    ]
+
+
+def submit_request(folder: Path, **changes: Any) -> SubmitRequest:
+    path = folder / "riff.wav"
+    path.write_bytes(b"RIFF....WAVEfmt fake audio")
+    values: dict[str, Any] = {
+        "job_id": "job-1",
+        "audio_path": path,
+        "audio_format": "wav",
+        "filename": "riff.wav",
+        "content_type": "audio/wav",
+        "source_url": None,
+        "language": None,
+        "options": KlangioOptions(outputs=["midi", "pdf", "gp5"], title="Awesome recording"),
+        "callback_url": "http://gw.example/callbacks/klangio/job-1?expires=9&sig=abc",
+    }
+    values.update(changes)
+    return SubmitRequest(**values)
+
+
+def created(name: str = "create_transcription.json") -> httpx.Response:
+    return httpx.Response(200, json=payload(name))
+
+
+async def test_submit_sends_the_documented_request(tmp_path: Path) -> None:
+    vendor = Vendor({"/transcription": created()})
+    update = await vendor.provider().submit(submit_request(tmp_path))
+
+    assert update == ProviderUpdate(
+        status="processing", provider_job_id="SOME_JOB_ID#outputs=midi,pdf,gp5"
+    )
+    (sent,) = vendor.requests
+    assert sent.method == "POST" and sent.url.path == "/transcription"
+    assert sent.headers["kl-api-key"] == KEY
+    assert dict(sent.url.params) == {
+        "model": "universal",
+        "title": "Awesome recording",
+        "webhook_url": "http://gw.example/callbacks/klangio/job-1?expires=9&sig=abc",
+    }
+    parts = multipart(sent)
+    assert [(n, f, v) for n, f, v in parts if n == "outputs"] == [
+        ("outputs", None, b"midi"),
+        ("outputs", None, b"pdf"),
+        ("outputs", None, b"gp5"),
+    ]
+    assert ("file", "riff.wav", b"RIFF....WAVEfmt fake audio") in parts
+    assert 'filename="riff.wav"\r\nContent-Type: audio/wav' in sent.content.decode(errors="replace")
+
+
+async def test_submit_warns_of_outputs_klangio_does_not_announce(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The older page's example answers gen_gp5 false to a request for gp5.
+    vendor = Vendor({"/transcription": created("create_transcription_getting_started.json")})
+    with caplog.at_level(logging.WARNING, logger="app.providers.klangio"):
+        update = await vendor.provider().submit(submit_request(tmp_path))
+    assert "announces no gp5" in caplog.text
+    assert update.provider_job_id == "SOME_JOB_ID#outputs=midi,pdf,gp5"  # fetched all the same
+
+
+async def test_submit_without_callback_sends_no_webhook(tmp_path: Path) -> None:
+    vendor = Vendor({"/transcription": created("create_no_flags_constructed.json")})
+    await vendor.provider().submit(submit_request(tmp_path, callback_url=None))
+    assert "webhook_url" not in vendor.requests[0].url.params
+
+
+async def test_submit_refuses_a_language_before_any_call(tmp_path: Path) -> None:
+    vendor = Vendor({})
+    with pytest.raises(PermanentProviderError) as err:
+        await vendor.provider().submit(submit_request(tmp_path, language="en-US"))
+    assert err.value.code == "unsupported_language"
+    assert vendor.requests == []
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code", "said"),
+    [
+        (400, {"detail": "Bad request"}, "invalid_request", "Bad request"),
+        (401, payload("error_401_third_party.json"), "provider_auth", "Invalid API key"),
+        (413, {"detail": "File too large"}, "input_too_large", "File too large"),
+        (415, {"detail": "Unsupported file type"}, "unsupported_media", "Unsupported file"),
+        (422, payload("error_422_third_party.json"), "invalid_request", "query.model: field"),
+    ],
+)
+async def test_submit_refusals_fail_the_job_with_the_vendor_detail(
+    tmp_path: Path, status: int, body: dict[str, Any], code: str, said: str
+) -> None:
+    vendor = Vendor({"/transcription": httpx.Response(status, json=body)})
+    with pytest.raises(PermanentProviderError) as err:
+        await vendor.provider().submit(submit_request(tmp_path))
+    assert err.value.code == code and not err.value.retryable
+    assert err.value.provider_detail == {"status_code": status, "body": body}
+    assert err.value.message.startswith(f"klangio submit refused: HTTP {status}: {said}")
+
+
+async def test_a_key_echoed_by_klangio_is_not_kept(tmp_path: Path) -> None:
+    echo = {"detail": [{"loc": ["header", "kl-api-key"], "msg": f"bad key {KEY}", "input": KEY}]}
+    for status in (422, 500):
+        vendor = Vendor({"/transcription": httpx.Response(status, json=echo)})
+        with pytest.raises((PermanentProviderError, RetryableProviderError)) as err:
+            await vendor.provider().submit(submit_request(tmp_path))
+        assert KEY not in err.value.message and KEY not in str(err.value)
+        assert KEY not in json.dumps(err.value.provider_detail)
+        assert "[redacted]" in err.value.message
+
+
+async def test_submit_500_and_429_are_retryable(tmp_path: Path) -> None:
+    vendor = Vendor({"/transcription": httpx.Response(500, text="boom")})
+    with pytest.raises(RetryableProviderError) as err:
+        await vendor.provider().submit(submit_request(tmp_path))
+    assert err.value.retry_after is None
+    assert err.value.provider_detail == {"status_code": 500, "body": "boom"}
+
+    vendor = Vendor(
+        {
+            "/transcription": httpx.Response(
+                429, headers={"Retry-After": "7"}, json={"detail": "Too Many Requests"}
+            )
+        }
+    )
+    with pytest.raises(RetryableProviderError) as err:
+        await vendor.provider().submit(submit_request(tmp_path))
+    assert err.value.retry_after == 7.0
+    assert err.value.message == "klangio submit: HTTP 429: Too Many Requests"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, text="<html>gateway</html>"),
+        httpx.Response(200, json=["SOME_JOB_ID"]),
+        httpx.Response(200, json={"creation_date": "2023-01-01"}),
+        httpx.Response(200, json={"job_id": 17}),
+    ],
+    ids=["not-json", "not-object", "no-job-id", "job-id-not-a-string"],
+)
+async def test_submit_malformed_answers_are_retryable(
+    tmp_path: Path, answer: httpx.Response
+) -> None:
+    vendor = Vendor({"/transcription": answer})
+    with pytest.raises(RetryableProviderError):
+        await vendor.provider().submit(submit_request(tmp_path))
+
+
+async def test_submit_timeout_is_retryable(tmp_path: Path) -> None:
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    with pytest.raises(RetryableProviderError, match="timed out"):
+        await Vendor({"/transcription": slow}).provider().submit(submit_request(tmp_path))
+
+
+@pytest.mark.parametrize("word", ["IN_QUEUE", "IN_PROGRESS"])
+async def test_fetch_while_working(word: str) -> None:
+    vendor = Vendor({"/job/J1/status": httpx.Response(200, json={"status": word})})
+    update = await vendor.provider().fetch("J1#outputs=midi")
+    assert update == ProviderUpdate(
+        status="processing", provider_job_id="J1#outputs=midi", provider_status=word
+    )
+    assert vendor.requests[0].headers["kl-api-key"] == KEY
+    assert vendor.paths == ["/job/J1/status"]
+
+
+async def test_fetch_unknown_word_keeps_processing_and_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    vendor = Vendor({"/job/J1/status": httpx.Response(200, json={"status": "THINKING"})})
+    with caplog.at_level(logging.WARNING, logger="app.providers.klangio"):
+        update = await vendor.provider().fetch("J1#outputs=midi")
+    assert (update.status, update.provider_status) == ("processing", "THINKING")
+    assert "THINKING" in caplog.text
+
+
+def completed(**files: httpx.Response) -> Vendor:
+    routes: dict[str, Handler | httpx.Response] = {
+        "/job/J1/status": httpx.Response(200, json=payload("status_completed.json"))
+    }
+    routes.update({f"/job/J1/{path}": answer for path, answer in files.items()})
+    return Vendor(routes)
+
+
+async def test_fetch_completed_downloads_the_outputs_asked_for() -> None:
+    vendor = completed(
+        midi=httpx.Response(200, content=b"MThd-midi"),
+        xml=httpx.Response(200, content=b"<score-partwise/>"),
+        pdf=httpx.Response(200, content=b"%PDF-score"),
+        gp5=httpx.Response(200, content=b"GP5"),
+    )
+    update = await vendor.provider().fetch("J1#outputs=mxml,midi")
+
+    assert (update.status, update.provider_status) == ("completed", "COMPLETED")
+    assert update.provider_job_id == "J1#outputs=mxml,midi"
+    assert update.result is not None
+    got = [(a.name, a.content_type, a.data) for a in update.result.artifacts]
+    assert got == [
+        ("mxml", "application/vnd.recordare.musicxml+xml", b"<score-partwise/>"),
+        ("midi", "audio/midi", b"MThd-midi"),
+    ]
+    assert update.result.transcript == empty_transcript()
+    assert update.result.raw == {
+        "status": {"status": "COMPLETED"},
+        "outputs": {"mxml": "xml", "midi": "midi"},
+        "missing_outputs": [],
+    }
+    # Only what was asked for (pdf and gp5 are there but cost nothing to leave).
+    assert vendor.paths == ["/job/J1/status", "/job/J1/xml", "/job/J1/midi"]
+    assert all(r.headers["kl-api-key"] == KEY for r in vendor.requests)
+
+
+@pytest.mark.parametrize(
+    ("files", "path", "tried"),
+    [
+        ({"midi_quant": httpx.Response(200, content=b"Q")}, "midi_quant", ["midi_quant"]),
+        ({"midi_unq": httpx.Response(200, content=b"Q")}, "midi_unq", ["midi_quant", "midi_unq"]),
+        (
+            {
+                # A FastAPI route whose format enum lacks the variant answers 422.
+                "midi_quant": httpx.Response(422, json={"detail": [{"msg": "bad format"}]}),
+                "midi_unq": httpx.Response(200, content=b"Q"),
+            },
+            "midi_unq",
+            ["midi_quant", "midi_unq"],
+        ),
+    ],
+    ids=["midi_quant", "midi_unq-after-404", "midi_unq-after-422"],
+)
+async def test_quantized_midi_comes_from_either_documented_path(
+    files: dict[str, httpx.Response], path: str, tried: list[str]
+) -> None:
+    vendor = completed(**files)
+    update = await vendor.provider().fetch("J1#outputs=midi_quant")
+    assert update.result is not None
+    assert [(a.name, a.data) for a in update.result.artifacts] == [("midi_quant", b"Q")]
+    assert update.result.raw["outputs"] == {"midi_quant": path}
+    assert vendor.paths == ["/job/J1/status"] + [f"/job/J1/{p}" for p in tried]
+
+
+async def test_an_output_klangio_did_not_make_is_left_out() -> None:
+    vendor = completed(midi=httpx.Response(200, content=b"MThd"))
+    update = await vendor.provider().fetch("J1#outputs=midi,gp5")
+    assert update.result is not None
+    assert [a.name for a in update.result.artifacts] == ["midi"]
+    assert update.result.raw["missing_outputs"] == ["gp5"]
+
+
+async def test_an_id_without_outputs_tries_every_output() -> None:
+    vendor = completed(pdf=httpx.Response(200, content=b"%PDF"))
+    update = await vendor.provider().fetch("J1")
+    assert update.result is not None
+    assert [a.name for a in update.result.artifacts] == ["pdf"]
+    assert vendor.paths[1:] == [
+        "/job/J1/midi",
+        "/job/J1/midi_quant",
+        "/job/J1/midi_unq",
+        "/job/J1/xml",
+        "/job/J1/pdf",
+        "/job/J1/gp5",
+    ]
+
+
+async def test_completed_with_no_file_at_all_is_retryable() -> None:
+    with pytest.raises(RetryableProviderError, match="none of its files"):
+        await completed().provider().fetch("J1#outputs=midi,pdf")
+
+
+async def test_an_empty_file_is_retryable() -> None:
+    with pytest.raises(RetryableProviderError, match="empty"):
+        await completed(midi=httpx.Response(200, content=b"")).provider().fetch("J1#outputs=midi")
+
+
+async def test_a_result_refused_for_auth_is_not_skipped() -> None:
+    vendor = completed(xml=httpx.Response(401, json={"detail": "Invalid API key"}))
+    with pytest.raises(PermanentProviderError) as err:
+        await vendor.provider().fetch("J1#outputs=mxml")
+    assert err.value.code == "provider_auth"
+    assert err.value.message == "klangio result xml refused: HTTP 401: Invalid API key"
+
+
+async def test_a_result_503_is_retryable() -> None:
+    vendor = completed(xml=httpx.Response(503, headers={"Retry-After": "3"}))
+    with pytest.raises(RetryableProviderError) as err:
+        await vendor.provider().fetch("J1#outputs=mxml")
+    assert err.value.retry_after == 3.0
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message", "retryable"),
+    [
+        ({"status": "FAILED"}, "provider_failed", "klangio reported the job FAILED", False),
+        (
+            {"status": "FAILED", "error": "Audio could not be decoded"},
+            "provider_failed",
+            "klangio reported the job FAILED: Audio could not be decoded",
+            False,
+        ),
+        ({"status": "CANCELLED"}, "provider_canceled", "klangio reported the job CANCELLED", False),
+        ({"status": "TIMED_OUT"}, "provider_timeout", "klangio reported the job TIMED_OUT", True),
+    ],
+)
+async def test_fetch_failed(body: dict[str, Any], code: str, message: str, retryable: bool) -> None:
+    vendor = Vendor({"/job/J1/status": httpx.Response(200, json=body)})
+    update = await vendor.provider().fetch("J1#outputs=midi")
+    assert (update.status, update.provider_status) == ("failed", body["status"])
+    assert update.error is not None and update.result is None
+    assert (update.error.code, update.error.message) == (code, message)
+    assert update.error.retryable is retryable
+    assert update.error.provider_detail == body
+    assert vendor.paths == ["/job/J1/status"]  # no result is fetched for a failed job
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.Response(500, text="oops"), RetryableProviderError),
+        (httpx.Response(429, headers={"Retry-After": "2"}), RetryableProviderError),
+        (httpx.Response(200, text="{not json"), RetryableProviderError),
+        (httpx.Response(200, json={"state": "COMPLETED"}), RetryableProviderError),
+        (httpx.Response(200, json={"status": None}), RetryableProviderError),
+        (httpx.Response(404, json={"detail": "Job not found"}), PermanentProviderError),
+    ],
+    ids=["500", "429", "malformed", "no-status", "null-status", "404"],
+)
+async def test_fetch_errors(answer: httpx.Response, error: type[Exception]) -> None:
+    vendor = Vendor({"/job/J1/status": answer})
+    with pytest.raises(error) as err:
+        await vendor.provider().fetch("J1#outputs=midi")
+    if answer.status_code == 429:
+        assert err.value.retry_after == 2.0  # type: ignore[attr-defined]
+    if answer.status_code == 404:
+        assert err.value.code == "provider_not_found"  # type: ignore[attr-defined]
+
+
+async def test_job_ids_cannot_leave_the_job_path() -> None:
+    vendor = Vendor({})
+    with pytest.raises(PermanentProviderError):
+        await vendor.provider().fetch("../transcription#outputs=midi")
+    assert vendor.requests[0].url.raw_path == b"/job/..%2Ftranscription/status"
+
+
+async def test_cancel_makes_no_call() -> None:
+    vendor = Vendor({})
+    await vendor.provider().cancel("J1#outputs=midi")
+    assert vendor.requests == []
