@@ -5,41 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
-from app.db import create_engine, create_session_factory, utcnow
-from app.models import Client, Job, Task
+from app.db import utcnow
+from app.models import Task
 from app.queue import repository as queue
-
-
-@pytest.fixture
-async def sessions(database_url):
-    engine = create_engine(database_url)
-    factory = create_session_factory(engine)
-    async with factory() as session:
-        session.add(
-            Client(
-                id="cli_1",
-                name="acme",
-                key_hash="0" * 64,
-                key_prefix="sk_x",
-                webhook_secret="whsec_x",
-            )
-        )
-        session.add(
-            Job(
-                id="job_1",
-                client_id="cli_1",
-                provider="local",
-                status="queued",
-                source={"type": "url", "url": "https://example.com/a.wav"},
-                artifacts=[],
-            )
-        )
-        await session.commit()
-    yield factory
-    await engine.dispose()
 
 
 async def _add_tasks(factory, count: int) -> set[int]:
@@ -71,30 +41,8 @@ async def test_concurrent_claimers_never_share_a_task(sessions):
     assert set(everything) == created
 
 
-async def test_an_open_claim_is_skipped_not_waited_for(postgres_url):
-    engine = create_engine(postgres_url)
-    factory = create_session_factory(engine)
-    async with factory() as session:
-        session.add(
-            Client(
-                id="cli_1",
-                name="acme",
-                key_hash="0" * 64,
-                key_prefix="sk_x",
-                webhook_secret="whsec_x",
-            )
-        )
-        session.add(
-            Job(
-                id="job_1",
-                client_id="cli_1",
-                provider="local",
-                status="queued",
-                source={"type": "url", "url": "https://example.com/a.wav"},
-                artifacts=[],
-            )
-        )
-        await session.commit()
+async def test_an_open_claim_is_skipped_not_waited_for(postgres_sessions):
+    factory = postgres_sessions
     await _add_tasks(factory, 10)
     lease = timedelta(minutes=5)
     async with factory() as first, factory() as second:
@@ -104,7 +52,6 @@ async def test_an_open_claim_is_skipped_not_waited_for(postgres_url):
         assert not {t.id for t in a} & {t.id for t in b}
         await second.commit()
         await first.commit()
-    await engine.dispose()
 
 
 async def test_a_dead_workers_task_is_claimed_again_after_its_lease(sessions):

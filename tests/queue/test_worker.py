@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from app.db import create_engine, create_session_factory, utcnow
+from app.db import utcnow
 from app.events import EventHub, commit
-from app.models import Client, Job, Task
+from app.models import Task
 from app.providers.base import RetryableProviderError
 from app.queue import repository as queue
 from app.queue.repository import ClaimedTask
@@ -43,32 +43,8 @@ class Recorder:
 
 
 @pytest.fixture
-async def setup(database_url, tmp_path):
-    engine = create_engine(database_url)
-    factory = create_session_factory(engine)
-    async with factory() as session:
-        session.add(
-            Client(
-                id="cli_1",
-                name="acme",
-                key_hash="0" * 64,
-                key_prefix="sk_x",
-                webhook_secret="whsec_x",
-            )
-        )
-        session.add(
-            Job(
-                id="job_1",
-                client_id="cli_1",
-                provider="local",
-                status="queued",
-                source={"type": "url", "url": "https://example.com/a.wav"},
-                artifacts=[],
-            )
-        )
-        await session.commit()
-    yield factory, lambda **kw: gateway_settings(database_url, tmp_path, **kw)
-    await engine.dispose()
+def setup(sessions, database_url, tmp_path):
+    return sessions, lambda **kw: gateway_settings(database_url, tmp_path, **kw)
 
 
 async def _run_until(worker: Worker, event: asyncio.Event, seconds: float) -> None:
