@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.context import GatewayContext
@@ -64,6 +64,14 @@ class _JobStep:
                 "provider_unavailable", self.ctx.providers.why_unavailable(job.provider)
             )
         return provider
+
+    @staticmethod
+    def _options(job: Job, provider: Provider) -> BaseModel:
+        """The job's options as the provider's options_model has them."""
+        try:
+            return provider.options_model.model_validate(job.options)
+        except ValidationError as exc:  # options were checked at creation; settings changed?
+            raise PermanentProviderError("invalid_options", str(exc)) from None
 
     async def _apply(self, job: Job, task: ClaimedTask, update: ProviderUpdate) -> None:
         """Record what the vendor said, and end or reschedule this task, atomically."""
@@ -150,10 +158,7 @@ class SubmitStep(_JobStep):
         await self._apply(job, task, update)
 
     async def _request(self, job: Job, provider: Provider) -> SubmitRequest:
-        try:
-            options = provider.options_model.model_validate(job.options)
-        except ValidationError as exc:  # options were checked at creation; settings changed?
-            raise PermanentProviderError("invalid_options", str(exc)) from None
+        options = self._options(job, provider)
         if provider.needs_local_audio and job.audio_key is None:
             await self._fetch_source(job)
         audio_path = self.ctx.storage.path(job.audio_key) if job.audio_key else None
@@ -221,7 +226,7 @@ class PollStep(_JobStep):
             provider = self._provider(job)
             if job.provider_job_id is None:
                 raise PermanentProviderError("internal", "the job has no provider job id to poll")
-            update = await provider.fetch(job.provider_job_id)
+            update = await provider.fetch(job.provider_job_id, self._options(job, provider))
         except PermanentProviderError as exc:
             await self._fail_and_finish(job.id, task, exc)
             return

@@ -635,7 +635,7 @@ class AimlApiProvider:
             provider_status=status if isinstance(status, str) else None,
         )
 
-    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
+    async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
         url = f"{self._base}/v1/stt/{quote(provider_job_id, safe='')}"
         update = interpret(await self._send("GET", url, "status"))
         return replace(update, provider_job_id=provider_job_id)

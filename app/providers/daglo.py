@@ -176,7 +176,8 @@ def request_fields(request: SubmitRequest, options: DagloOptions) -> dict[str, A
         # `callback`, not the deprecated `callbackUrl` string.
         fields["callback"] = {"url": request.callback_url}
     # Daglo echoes `custom` in every GET: it carries what fetch() needs to read the
-    # result but cannot see (fetch gets only the rid).
+    # result but cannot see (fetch gets the rid and the options, not the job's id or
+    # language).
     custom: dict[str, Any] = {"gateway_job_id": request.job_id}
     if language is not None and language != "mixed":
         custom["language"] = language
@@ -416,7 +417,7 @@ class DagloProvider:
         finally:
             audio.close()
 
-    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
+    async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
         response = await send(
             self._http,
             "GET",

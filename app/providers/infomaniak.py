@@ -429,7 +429,7 @@ class InfomaniakProvider:
             )
         return ProviderUpdate(status="processing", provider_job_id=batch_id)
 
-    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
+    async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
         batch = quote(provider_job_id, safe="")
         response = await send(
             self._http,

@@ -15,10 +15,9 @@ Every call carries the header ``kl-api-key``. Klangio keeps results for 14
 days, so they are downloaded as soon as the status says COMPLETED. The webhook
 body is undocumented; it only makes the gateway poll sooner.
 
-``fetch`` is given nothing but the id that ``submit`` returned, so that id
-carries the outputs asked for: ``<Klangio's job id>#outputs=midi,mxml``. Only
-those are downloaded (each extra format may cost quota, and what Klangio
-answers for a format it was not asked for is undocumented).
+The job's provider_job_id is Klangio's own job id. Only the outputs the job asked
+for are downloaded (each extra format may cost quota, and what Klangio answers
+for a format it was not asked for is undocumented).
 """
 
 from __future__ import annotations
@@ -121,8 +120,6 @@ OUTPUTS: dict[str, OutputFormat] = {
 # from a FastAPI route whose format enum lacks this path variant. Any other
 # refusal is an error.
 _NOT_THERE = {404, 410, 422}
-
-_ID_OUTPUTS = "#outputs="  # joins Klangio's job id and the outputs asked for
 
 _AUDIO_TYPES: dict[str, str] = {
     "wav": "audio/wav",
@@ -236,18 +233,6 @@ def announced_outputs(body: dict[str, Any]) -> set[str] | None:
     if not flagged:
         return None
     return {f.name for f in flagged if any(body.get(g) is True for g in f.flags)}
-
-
-def encode_job_id(klangio_id: str, outputs: list[OutputName]) -> str:
-    return f"{klangio_id}{_ID_OUTPUTS}{','.join(outputs)}"
-
-
-def decode_job_id(provider_job_id: str) -> tuple[str, list[OutputFormat] | None]:
-    """Klangio's job id, and the outputs asked for (None: not recorded, try them all)."""
-    klangio_id, found, names = provider_job_id.rpartition(_ID_OUTPUTS)
-    if not found:
-        return provider_job_id, None
-    return klangio_id, [OUTPUTS[n] for n in names.split(",") if n in OUTPUTS] or None
 
 
 def status_word(body: dict[str, Any]) -> str:
@@ -379,12 +364,13 @@ class KlangioProvider:
             # The documents' own example announces less than it asks for: fetch all anyway.
             log.warning("klangio job %s announces no %s", klangio_id, ", ".join(sorted(skipped)))
         # The create answer carries no status word: None rather than a guess.
-        return ProviderUpdate(
-            status="processing", provider_job_id=encode_job_id(klangio_id, options.outputs)
-        )
+        return ProviderUpdate(status="processing", provider_job_id=klangio_id)
 
-    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
-        klangio_id, outputs = decode_job_id(provider_job_id)
+    async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
+        """The job's status at Klangio; once COMPLETED, the files of ``options.outputs``."""
+        if not isinstance(options, KlangioOptions):  # the worker validates with options_model
+            options = KlangioOptions()
+        klangio_id = provider_job_id
         response = await self._call("GET", self._job_url(klangio_id, "status"), "status")
         body = self._json(response, "status")
         word = status_word(body)
@@ -395,6 +381,7 @@ class KlangioProvider:
         if status == "failed":
             return replace(update, error=failure(word, body))
         if status == "completed":
+            outputs = [OUTPUTS[name] for name in options.outputs]
             return replace(update, result=await self._results(klangio_id, outputs, body))
         return update
 
@@ -403,11 +390,12 @@ class KlangioProvider:
         return None
 
     async def _results(
-        self, klangio_id: str, outputs: list[OutputFormat] | None, status_body: dict[str, Any]
+        self, klangio_id: str, outputs: list[OutputFormat], status_body: dict[str, Any]
     ) -> ProviderResult:
+        """The files of ``outputs``, in that order; only those are downloaded."""
         files: dict[str, tuple[str, bytes]] = {}
         missing: list[str] = []
-        for output in outputs if outputs is not None else OUTPUTS.values():
+        for output in outputs:
             found = await self._download(klangio_id, output)
             if found is None:
                 missing.append(output.name)
@@ -419,7 +407,7 @@ class KlangioProvider:
                 "klangio results: the job is COMPLETED but none of its files is there yet",
                 provider_detail=status_body,
             )
-        if missing and outputs is not None:
+        if missing:
             log.warning("klangio job %s has no %s", klangio_id, ", ".join(missing))
         return build_result(status_body, files, missing)
 

@@ -139,7 +139,7 @@ class LocalProvider:
             ),
         )
 
-    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
+    async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
         raise PermanentProviderError(
             "not_supported", "local jobs finish inside submit; there is nothing to fetch"
         )

@@ -543,7 +543,7 @@ class OpenAIProvider:
         finally:
             audio.close()
 
-    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
+    async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
         raise PermanentProviderError(
             "not_supported", "openai jobs finish inside submit; there is nothing to fetch"
         )

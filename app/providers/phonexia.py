@@ -6,9 +6,10 @@
          -> {"task": {...}, "result": {"one_best": {"segments": [...]}}} or {"task", "error"}
 
 The Whisper-based engine has the same shape at ``speech-to-text-whisper-enhanced``;
-its segments carry a language and no words. Polling only: the appliance
-documents no callbacks, no cancel and no authentication (a key, when set, is
-for an authenticating proxy in front of it).
+its segments carry a language and no words. The job's provider_job_id is the
+vendor's task id for either engine; the job's ``engine`` option says where to
+poll. Polling only: the appliance documents no callbacks, no cancel and no
+authentication (a key, when set, is for an authenticating proxy in front of it).
 """
 
 from __future__ import annotations
@@ -41,9 +42,6 @@ _PATHS = {
     "default": "/api/technology/speech-to-text",
     "whisper-enhanced": "/api/technology/speech-to-text-whisper-enhanced",
 }
-# Our provider_job_id is the vendor's task id, prefixed for the Whisper engine so
-# that fetch(), which is given only the id, knows which endpoint to poll.
-_WHISPER_PREFIX = "whisper-enhanced:"
 _MESSAGE_CHARS = 300
 
 # The vendor's task states (documented: pending, running, rejected, failed, done).
@@ -138,17 +136,6 @@ def submit_config(options: PhonexiaOptions) -> dict[str, Any] | None:
             word.model_dump(exclude_none=True) for word in options.additional_words
         ]
     return config or None
-
-
-def encode_job_id(engine: str, task_id: str) -> str:
-    return f"{_WHISPER_PREFIX}{task_id}" if engine == "whisper-enhanced" else task_id
-
-
-def decode_job_id(provider_job_id: str) -> tuple[str, str]:
-    """(engine, vendor task id) from our provider_job_id."""
-    if provider_job_id.startswith(_WHISPER_PREFIX):
-        return "whisper-enhanced", provider_job_id.removeprefix(_WHISPER_PREFIX)
-    return "default", provider_job_id
 
 
 def submitted_task_id(body: dict[str, Any], location: str | None) -> str | None:
@@ -373,19 +360,18 @@ class PhonexiaProvider:
             raise RetryableProviderError(
                 "phonexia submit: the answer names no task", provider_detail={"body": body}
             )
-        provider_job_id = encode_job_id(options.engine, task_id)
         task = body.get("task")
         state = task.get("state") if isinstance(task, dict) else None
         if state in ("rejected", "failed"):
-            return task_update(body, provider_job_id)
+            return task_update(body, task_id)
         # Accepted; even a task done at once is fetched, with its result, by the first poll.
-        return ProviderUpdate(
-            "processing", provider_job_id, state if isinstance(state, str) else None
-        )
+        return ProviderUpdate("processing", task_id, state if isinstance(state, str) else None)
 
-    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
-        engine, task_id = decode_job_id(provider_job_id)
-        url = f"{self._base}{_PATHS[engine]}/{quote(task_id, safe='')}"
+    async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
+        """The task's state (and result), from the endpoint of the engine the job asked for."""
+        if not isinstance(options, PhonexiaOptions):  # the worker validates with options_model
+            options = PhonexiaOptions()
+        url = f"{self._base}{_PATHS[options.engine]}/{quote(provider_job_id, safe='')}"
         response = await self._send("GET", url, "status")
         return task_update(
             json_object(response, vendor=VENDOR, operation="status"), provider_job_id

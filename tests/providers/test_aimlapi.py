@@ -528,7 +528,7 @@ async def test_fetch_reads_the_status_of_the_generation():
         return httpx.Response(200, json=load("status_completed_openai_gpt4o"))
 
     # A base URL given with the docs' "/v1" still reaches the same paths.
-    update = await adapter(handle, "https://api.aimlapi.test/v1/").fetch("a/b c")
+    update = await adapter(handle, "https://api.aimlapi.test/v1/").fetch("a/b c", AimlApiOptions())
     assert str(seen[0].url) == "https://api.aimlapi.test/v1/stt/a%2Fb%20c"
     assert seen[0].headers["authorization"] == f"Bearer {KEY}"
     assert update.status == "completed"
@@ -539,7 +539,7 @@ async def test_fetch_reads_the_status_of_the_generation():
 async def test_server_errors_are_retryable(status: int):
     body = load("error_504") if status == 504 else {"message": "Internal server error"}
     with pytest.raises(RetryableProviderError) as raised:
-        await adapter(answer(status, body)).fetch("g1")
+        await adapter(answer(status, body)).fetch("g1", AimlApiOptions())
     assert raised.value.provider_detail == {"status_code": status, "body": body}
 
 
@@ -556,7 +556,7 @@ async def test_a_transport_error_is_retryable():
         raise httpx.ConnectError("refused", request=req)
 
     with pytest.raises(RetryableProviderError, match="ConnectError"):
-        await adapter(handle).fetch("g1")
+        await adapter(handle).fetch("g1", AimlApiOptions())
 
 
 @pytest.mark.parametrize(
@@ -584,20 +584,21 @@ async def test_refusals_are_permanent_with_the_vendors_detail(
 
 async def test_a_403_that_is_not_about_credits_stays_an_auth_error():
     with pytest.raises(PermanentProviderError) as raised:
-        await adapter(answer(403, {"message": "Forbidden"})).fetch("g1")
+        await adapter(answer(403, {"message": "Forbidden"})).fetch("g1", AimlApiOptions())
     assert raised.value.code == "provider_auth"
 
 
 async def test_a_deleted_generation_is_not_found():
+    gone = answer(404, {"message": "Not Found", "statusCode": 404})
     with pytest.raises(PermanentProviderError) as raised:
-        await adapter(answer(404, {"message": "Not Found", "statusCode": 404})).fetch("g1")
+        await adapter(gone).fetch("g1", AimlApiOptions())
     assert raised.value.code == "provider_not_found"
 
 
 @pytest.mark.parametrize("body", [b"<html>502</html>", b"[1, 2]", b'{"status": "completed"'])
 async def test_malformed_json_is_retryable(body: bytes):
     with pytest.raises(RetryableProviderError, match="not a JSON object"):
-        await adapter(answer(200, body)).fetch("g1")
+        await adapter(answer(200, body)).fetch("g1", AimlApiOptions())
 
 
 async def test_a_create_answer_without_generation_id_is_retryable():

@@ -444,14 +444,14 @@ async def test_fetch_gets_the_rid_with_the_bearer_token() -> None:
         seen.append(request)
         return httpx.Response(200, json=payload("status_transcribing.json"))
 
-    update = await provider(handle).fetch(RID)
+    update = await provider(handle).fetch(RID, DagloOptions())
     assert (update.status, update.provider_status) == ("processing", "transcribing")
     assert str(seen[0].url) == f"{BASE}/stt/v1/async/transcripts/{RID}"
     assert seen[0].headers["authorization"] == f"Bearer {KEY}"
 
 
 async def test_204_is_done_with_an_empty_transcript() -> None:
-    update = await provider(answer(204)).fetch(RID)
+    update = await provider(answer(204)).fetch(RID, DagloOptions())
     assert update.status == "completed" and update.result is not None
     assert update.result.transcript.text == "" and update.result.transcript.segments == []
 
@@ -463,7 +463,7 @@ async def test_500_is_retryable(operation: str, tmp_path: Path) -> None:
         if operation == "submit":
             await daglo.submit(submit_request(tmp_path))
         else:
-            await daglo.fetch(RID)
+            await daglo.fetch(RID, DagloOptions())
     no_secret(caught.value)
 
 
@@ -474,7 +474,7 @@ async def test_429_is_retryable_after_retry_after(operation: str, tmp_path: Path
         if operation == "submit":
             await daglo.submit(submit_request(tmp_path))
         else:
-            await daglo.fetch(RID)
+            await daglo.fetch(RID, DagloOptions())
     assert caught.value.retry_after == 2.0
 
 
@@ -500,7 +500,7 @@ async def test_refusals_are_permanent_with_the_vendors_detail(
 
 async def test_an_unknown_rid_is_permanent() -> None:
     with pytest.raises(PermanentProviderError) as caught:
-        await provider(answer(404, {"error": "Not Found."})).fetch(RID)
+        await provider(answer(404, {"error": "Not Found."})).fetch(RID, DagloOptions())
     assert caught.value.code == "provider_not_found"
 
 
@@ -523,7 +523,7 @@ async def test_an_unknown_rid_is_permanent() -> None:
 )
 async def test_a_malformed_status_answer_is_retryable(body: bytes) -> None:
     with pytest.raises(RetryableProviderError):
-        await provider(answer(200, body)).fetch(RID)
+        await provider(answer(200, body)).fetch(RID, DagloOptions())
 
 
 @pytest.mark.parametrize("body", [b"not json", b"{}", b'{"rid": ""}', b'{"rid": 7}'])

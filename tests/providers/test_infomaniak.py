@@ -430,7 +430,7 @@ async def test_vendor_trouble_at_submit_is_retryable(vendor: Make, answer: httpx
 async def test_429_carries_retry_after(vendor: Make) -> None:
     provider, _ = vendor(lambda _: httpx.Response(429, headers={"Retry-After": "7"}))
     with pytest.raises(RetryableProviderError) as caught:
-        await provider.fetch(BATCH)
+        await provider.fetch(BATCH, InfomaniakOptions())
     assert caught.value.retry_after == 7.0
 
 
@@ -440,7 +440,7 @@ async def test_timeouts_are_retryable(vendor: Make) -> None:
 
     provider, _ = vendor(slow)
     with pytest.raises(RetryableProviderError):
-        await provider.fetch(BATCH)
+        await provider.fetch(BATCH, InfomaniakOptions())
 
 
 # --- status ----------------------------------------------------------------------
@@ -470,7 +470,7 @@ async def test_unfinished_and_unknown_words_keep_polling(
         routes({f"/1/ai/24250/results/{BATCH}": httpx.Response(200, json=results(word))})
     )
     with caplog.at_level(logging.WARNING, logger="app.providers.infomaniak"):
-        update = await provider.fetch(BATCH)
+        update = await provider.fetch(BATCH, InfomaniakOptions())
     assert (update.status, update.provider_status, update.result) == ("processing", word, None)
     assert str(sent[0].url) == STATUS_URL
     assert sent[0].headers["authorization"] == f"Bearer {TOKEN}"
@@ -480,7 +480,7 @@ async def test_unfinished_and_unknown_words_keep_polling(
 async def test_a_vendor_failure_fails_the_job_with_its_detail(vendor: Make) -> None:
     body = payload("results_failed.json")
     provider, _ = vendor(lambda _: httpx.Response(200, json=body))
-    update = await provider.fetch(BATCH)
+    update = await provider.fetch(BATCH, InfomaniakOptions())
     assert (update.status, update.provider_status) == ("failed", "failed")
     assert update.error is not None and update.error.code == "provider_failed"
     assert "Unable to decode the audio file" in update.error.message
@@ -489,7 +489,7 @@ async def test_a_vendor_failure_fails_the_job_with_its_detail(vendor: Make) -> N
 
 async def test_a_cancel_the_client_never_asked_for_is_a_failure(vendor: Make) -> None:
     provider, _ = vendor(lambda _: httpx.Response(200, json=payload("results_cancelled.json")))
-    update = await provider.fetch(BATCH)
+    update = await provider.fetch(BATCH, InfomaniakOptions())
     assert (update.status, update.provider_status) == ("failed", "cancelled")
     assert update.error is not None and update.error.code == "provider_canceled"
 
@@ -497,7 +497,7 @@ async def test_a_cancel_the_client_never_asked_for_is_a_failure(vendor: Make) ->
 async def test_the_status_in_infomaniaks_envelope_is_read(vendor: Make) -> None:
     wrapped = {"result": "success", "data": results("success", data=payload("json.json"))}
     provider, _ = vendor(lambda _: httpx.Response(200, json=wrapped))
-    update = await provider.fetch(BATCH)
+    update = await provider.fetch(BATCH, InfomaniakOptions())
     assert update.status == "completed" and update.result is not None
     assert update.result.transcript.text == "Hello world, this is a test."
 
@@ -514,7 +514,7 @@ async def test_the_status_in_infomaniaks_envelope_is_read(vendor: Make) -> None:
 async def test_unusable_status_answers_are_retryable(vendor: Make, answer: httpx.Response) -> None:
     provider, _ = vendor(lambda _: answer)
     with pytest.raises(RetryableProviderError) as caught:
-        await provider.fetch(BATCH)
+        await provider.fetch(BATCH, InfomaniakOptions())
     assert_no_secret(caught.value)
 
 
@@ -522,7 +522,7 @@ async def test_an_unknown_batch_fails_permanently(vendor: Make) -> None:
     body = {"result": "error", "error": {"code": "object_not_found", "description": "nope"}}
     provider, _ = vendor(lambda _: httpx.Response(404, json=body))
     with pytest.raises(PermanentProviderError) as caught:
-        await provider.fetch(BATCH)
+        await provider.fetch(BATCH, InfomaniakOptions())
     assert caught.value.code == "provider_not_found"
     assert caught.value.provider_detail["body"] == body
 
@@ -542,7 +542,7 @@ async def test_an_inline_transcript_needs_no_download(vendor: Make, data: Any) -
     provider, sent = vendor(
         routes({f"/1/ai/24250/results/{BATCH}": httpx.Response(200, json=results("success", data))})
     )
-    update = await provider.fetch(BATCH)
+    update = await provider.fetch(BATCH, InfomaniakOptions())
     assert update.status == "completed" and update.result is not None
     assert update.result.transcript.text == "Hello world, this is a test."
     assert len(update.result.transcript.segments) == 2
@@ -553,7 +553,7 @@ async def test_inline_plain_text(vendor: Make) -> None:
     provider, sent = vendor(
         lambda _: httpx.Response(200, json=payload("results_success_text.json"))
     )
-    update = await provider.fetch(BATCH)
+    update = await provider.fetch(BATCH, InfomaniakOptions())
     assert update.result is not None
     assert update.result.transcript.text == "Hello world, this is a test."
     assert update.result.transcript.segments == []
@@ -571,7 +571,7 @@ async def test_the_documented_url_is_fetched_on_the_configured_host(vendor: Make
             }
         )
     )
-    update = await provider.fetch(BATCH)
+    update = await provider.fetch(BATCH, InfomaniakOptions())
     assert update.result is not None and update.result.transcript.language == "en"
     download = sent[1]
     # The example says https://api.infomaniak.com/...: moved onto our base URL.
@@ -594,7 +594,7 @@ async def test_a_404_at_the_documented_url_falls_back_to_the_product_path(vendor
             }
         )
     )
-    update = await provider.fetch(BATCH)
+    update = await provider.fetch(BATCH, InfomaniakOptions())
     assert [r.url.path for r in sent] == [
         f"/1/ai/24250/results/{BATCH}",
         OFFICIAL_PATH,
@@ -619,7 +619,7 @@ async def test_without_a_url_the_product_path_is_used(vendor: Make) -> None:
             }
         )
     )
-    update = await provider.fetch(BATCH)
+    update = await provider.fetch(BATCH, InfomaniakOptions())
     assert update.result is not None and update.result.transcript.text == "plain words"
     assert [r.url.path for r in sent][1:] == [PRODUCT_PATH]
 
@@ -634,7 +634,7 @@ async def test_a_base_url_with_a_path_prefix_keeps_it_for_the_link(vendor: Make)
         ),
         base=base,
     )
-    await provider.fetch(BATCH)
+    await provider.fetch(BATCH, InfomaniakOptions())
     assert [str(r.url) for r in sent] == [
         f"{base}/1/ai/24250/results/{BATCH}",
         f"{base}{OFFICIAL_PATH}",
@@ -650,7 +650,7 @@ async def test_a_redirected_download_does_not_carry_the_token_away(vendor: Make)
         return httpx.Response(200, json=payload("results_success_link.json"))
 
     provider, sent = vendor(handle)
-    update = await provider.fetch(BATCH)
+    update = await provider.fetch(BATCH, InfomaniakOptions())
     assert update.result is not None and update.result.transcript.text.startswith("Hello")
     assert sent[-1].url.host == "storage.test"
     assert "authorization" not in sent[-1].headers
@@ -681,7 +681,7 @@ async def test_download_errors(
         table[PRODUCT_PATH] = product
     provider, _ = vendor(routes(table))
     with pytest.raises(kind) as caught:
-        await provider.fetch(BATCH)
+        await provider.fetch(BATCH, InfomaniakOptions())
     assert_no_secret(caught.value)
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from app.config import Settings
 from app.providers.base import (
+    NoOptions,
     PermanentProviderError,
     ProviderUpdate,
     RetryableProviderError,
@@ -34,10 +35,8 @@ from app.providers.klangio import (
     build,
     build_result,
     check_language,
-    decode_job_id,
     detail_text,
     empty_transcript,
-    encode_job_id,
     failure,
     redact,
     transcription_form,
@@ -149,18 +148,6 @@ def test_gen_flags_of_both_create_shapes(name: str, announced: set[str] | None) 
 
 def test_old_flag_name_announces_quantized_midi() -> None:
     assert announced_outputs({"gen_midi": False, "gen_midi_unq": True}) == {"midi_quant"}
-
-
-def test_the_job_id_carries_the_outputs_asked_for() -> None:
-    encoded = encode_job_id("SOME_JOB_ID", ["pdf", "midi_quant"])
-    assert encoded == "SOME_JOB_ID#outputs=pdf,midi_quant"
-    klangio_id, outputs = decode_job_id(encoded)
-    assert klangio_id == "SOME_JOB_ID"
-    assert [o.name for o in outputs or []] == ["pdf", "midi_quant"]
-    # An id without them (made elsewhere): every output is tried.
-    assert decode_job_id("SOME_JOB_ID") == ("SOME_JOB_ID", None)
-    assert decode_job_id("a#b#outputs=midi")[0] == "a#b"
-    assert decode_job_id("J#outputs=wav") == ("J", None)
 
 
 def test_the_transcript_is_empty_not_invented() -> None:
@@ -298,9 +285,7 @@ async def test_submit_sends_the_documented_request(tmp_path: Path) -> None:
     vendor = Vendor({"/transcription": created()})
     update = await vendor.provider().submit(submit_request(tmp_path))
 
-    assert update == ProviderUpdate(
-        status="processing", provider_job_id="SOME_JOB_ID#outputs=midi,pdf,gp5"
-    )
+    assert update == ProviderUpdate(status="processing", provider_job_id="SOME_JOB_ID")
     (sent,) = vendor.requests
     assert sent.method == "POST" and sent.url.path == "/transcription"
     assert sent.headers["kl-api-key"] == KEY
@@ -327,7 +312,7 @@ async def test_submit_warns_of_outputs_klangio_does_not_announce(
     with caplog.at_level(logging.WARNING, logger="app.providers.klangio"):
         update = await vendor.provider().submit(submit_request(tmp_path))
     assert "announces no gp5" in caplog.text
-    assert update.provider_job_id == "SOME_JOB_ID#outputs=midi,pdf,gp5"  # fetched all the same
+    assert update.provider_job_id == "SOME_JOB_ID"  # Klangio's own id, the job goes on
 
 
 async def test_submit_without_callback_sends_no_webhook(tmp_path: Path) -> None:
@@ -425,10 +410,8 @@ async def test_submit_timeout_is_retryable(tmp_path: Path) -> None:
 @pytest.mark.parametrize("word", ["IN_QUEUE", "IN_PROGRESS"])
 async def test_fetch_while_working(word: str) -> None:
     vendor = Vendor({"/job/J1/status": httpx.Response(200, json={"status": word})})
-    update = await vendor.provider().fetch("J1#outputs=midi")
-    assert update == ProviderUpdate(
-        status="processing", provider_job_id="J1#outputs=midi", provider_status=word
-    )
+    update = await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi"]))
+    assert update == ProviderUpdate(status="processing", provider_job_id="J1", provider_status=word)
     assert vendor.requests[0].headers["kl-api-key"] == KEY
     assert vendor.paths == ["/job/J1/status"]
 
@@ -438,7 +421,7 @@ async def test_fetch_unknown_word_keeps_processing_and_warns(
 ) -> None:
     vendor = Vendor({"/job/J1/status": httpx.Response(200, json={"status": "THINKING"})})
     with caplog.at_level(logging.WARNING, logger="app.providers.klangio"):
-        update = await vendor.provider().fetch("J1#outputs=midi")
+        update = await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi"]))
     assert (update.status, update.provider_status) == ("processing", "THINKING")
     assert "THINKING" in caplog.text
 
@@ -458,10 +441,10 @@ async def test_fetch_completed_downloads_the_outputs_asked_for() -> None:
         pdf=httpx.Response(200, content=b"%PDF-score"),
         gp5=httpx.Response(200, content=b"GP5"),
     )
-    update = await vendor.provider().fetch("J1#outputs=mxml,midi")
+    update = await vendor.provider().fetch("J1", KlangioOptions(outputs=["mxml", "midi"]))
 
     assert (update.status, update.provider_status) == ("completed", "COMPLETED")
-    assert update.provider_job_id == "J1#outputs=mxml,midi"
+    assert update.provider_job_id == "J1"
     assert update.result is not None
     got = [(a.name, a.content_type, a.data) for a in update.result.artifacts]
     assert got == [
@@ -500,7 +483,7 @@ async def test_quantized_midi_comes_from_either_documented_path(
     files: dict[str, httpx.Response], path: str, tried: list[str]
 ) -> None:
     vendor = completed(**files)
-    update = await vendor.provider().fetch("J1#outputs=midi_quant")
+    update = await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi_quant"]))
     assert update.result is not None
     assert [(a.name, a.data) for a in update.result.artifacts] == [("midi_quant", b"Q")]
     assert update.result.raw["outputs"] == {"midi_quant": path}
@@ -509,41 +492,66 @@ async def test_quantized_midi_comes_from_either_documented_path(
 
 async def test_an_output_klangio_did_not_make_is_left_out() -> None:
     vendor = completed(midi=httpx.Response(200, content=b"MThd"))
-    update = await vendor.provider().fetch("J1#outputs=midi,gp5")
+    update = await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi", "gp5"]))
     assert update.result is not None
     assert [a.name for a in update.result.artifacts] == ["midi"]
     assert update.result.raw["missing_outputs"] == ["gp5"]
 
 
-async def test_an_id_without_outputs_tries_every_output() -> None:
-    vendor = completed(pdf=httpx.Response(200, content=b"%PDF"))
-    update = await vendor.provider().fetch("J1")
-    assert update.result is not None
-    assert [a.name for a in update.result.artifacts] == ["pdf"]
-    assert vendor.paths[1:] == [
-        "/job/J1/midi",
-        "/job/J1/midi_quant",
-        "/job/J1/midi_unq",
-        "/job/J1/xml",
-        "/job/J1/pdf",
-        "/job/J1/gp5",
+async def test_the_job_id_is_klangios_and_fetch_downloads_the_options_outputs(
+    tmp_path: Path,
+) -> None:
+    job = "/job/SOME_JOB_ID"
+    routes: dict[str, Handler | httpx.Response] = {
+        "/transcription": created(),
+        f"{job}/status": httpx.Response(200, json=payload("status_completed.json")),
+    }
+    for path in ("midi", "midi_quant", "xml", "pdf", "gp5"):  # every file is there
+        routes[f"{job}/{path}"] = httpx.Response(200, content=path.encode())
+    vendor = Vendor(routes)
+    adapter = vendor.provider()
+    options = KlangioOptions(outputs=["gp5", "midi_quant"])
+
+    submitted = await adapter.submit(submit_request(tmp_path, options=options))
+    assert submitted.provider_job_id == "SOME_JOB_ID"  # Klangio's, nothing of ours appended
+    update = await adapter.fetch(submitted.provider_job_id, options)
+
+    assert update.provider_job_id == "SOME_JOB_ID" and update.result is not None
+    assert [(a.name, a.data) for a in update.result.artifacts] == [
+        ("gp5", b"gp5"),
+        ("midi_quant", b"midi_quant"),
     ]
+    # Only the outputs the options ask for are downloaded.
+    assert vendor.paths == ["/transcription", f"{job}/status", f"{job}/gp5", f"{job}/midi_quant"]
+
+
+async def test_other_options_than_klangios_fetch_the_default_outputs() -> None:
+    vendor = completed(
+        midi=httpx.Response(200, content=b"MThd"),
+        xml=httpx.Response(200, content=b"<score/>"),
+        pdf=httpx.Response(200, content=b"%PDF"),
+    )
+    update = await vendor.provider().fetch("J1", NoOptions())
+    assert update.result is not None
+    assert [a.name for a in update.result.artifacts] == ["midi", "mxml"]
+    assert vendor.paths[1:] == ["/job/J1/midi", "/job/J1/xml"]
 
 
 async def test_completed_with_no_file_at_all_is_retryable() -> None:
     with pytest.raises(RetryableProviderError, match="none of its files"):
-        await completed().provider().fetch("J1#outputs=midi,pdf")
+        await completed().provider().fetch("J1", KlangioOptions(outputs=["midi", "pdf"]))
 
 
 async def test_an_empty_file_is_retryable() -> None:
+    vendor = completed(midi=httpx.Response(200, content=b""))
     with pytest.raises(RetryableProviderError, match="empty"):
-        await completed(midi=httpx.Response(200, content=b"")).provider().fetch("J1#outputs=midi")
+        await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi"]))
 
 
 async def test_a_result_refused_for_auth_is_not_skipped() -> None:
     vendor = completed(xml=httpx.Response(401, json={"detail": "Invalid API key"}))
     with pytest.raises(PermanentProviderError) as err:
-        await vendor.provider().fetch("J1#outputs=mxml")
+        await vendor.provider().fetch("J1", KlangioOptions(outputs=["mxml"]))
     assert err.value.code == "provider_auth"
     assert err.value.message == "klangio result xml refused: HTTP 401: Invalid API key"
 
@@ -551,7 +559,7 @@ async def test_a_result_refused_for_auth_is_not_skipped() -> None:
 async def test_a_result_503_is_retryable() -> None:
     vendor = completed(xml=httpx.Response(503, headers={"Retry-After": "3"}))
     with pytest.raises(RetryableProviderError) as err:
-        await vendor.provider().fetch("J1#outputs=mxml")
+        await vendor.provider().fetch("J1", KlangioOptions(outputs=["mxml"]))
     assert err.value.retry_after == 3.0
 
 
@@ -571,7 +579,7 @@ async def test_a_result_503_is_retryable() -> None:
 )
 async def test_fetch_failed(body: dict[str, Any], code: str, message: str, retryable: bool) -> None:
     vendor = Vendor({"/job/J1/status": httpx.Response(200, json=body)})
-    update = await vendor.provider().fetch("J1#outputs=midi")
+    update = await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi"]))
     assert (update.status, update.provider_status) == ("failed", body["status"])
     assert update.error is not None and update.result is None
     assert (update.error.code, update.error.message) == (code, message)
@@ -595,7 +603,7 @@ async def test_fetch_failed(body: dict[str, Any], code: str, message: str, retry
 async def test_fetch_errors(answer: httpx.Response, error: type[Exception]) -> None:
     vendor = Vendor({"/job/J1/status": answer})
     with pytest.raises(error) as err:
-        await vendor.provider().fetch("J1#outputs=midi")
+        await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi"]))
     if answer.status_code == 429:
         assert err.value.retry_after == 2.0  # type: ignore[attr-defined]
     if answer.status_code == 404:
@@ -605,11 +613,11 @@ async def test_fetch_errors(answer: httpx.Response, error: type[Exception]) -> N
 async def test_job_ids_cannot_leave_the_job_path() -> None:
     vendor = Vendor({})
     with pytest.raises(PermanentProviderError):
-        await vendor.provider().fetch("../transcription#outputs=midi")
+        await vendor.provider().fetch("../transcription", KlangioOptions(outputs=["midi"]))
     assert vendor.requests[0].url.raw_path == b"/job/..%2Ftranscription/status"
 
 
 async def test_cancel_makes_no_call() -> None:
     vendor = Vendor({})
-    await vendor.provider().cancel("J1#outputs=midi")
+    await vendor.provider().cancel("J1")
     assert vendor.requests == []

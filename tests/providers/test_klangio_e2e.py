@@ -74,7 +74,7 @@ def test_upload_is_transcribed_into_the_requested_files(klangio: Start, fake: Fa
         assert done["status"] == "completed", done
         assert done["provider_status"] == "COMPLETED"
         (vendor_id,) = fake.jobs
-        assert done["provider_job_id"] == f"{vendor_id}#outputs={','.join(outputs)}"
+        assert done["provider_job_id"] == vendor_id  # Klangio's own job id, as it is
         assert done["artifacts"] == [
             {"name": name, "content_type": CONTENT_TYPES[name], "size": len(FILES[name])}
             for name in outputs
@@ -137,7 +137,7 @@ def test_source_url_is_downloaded_and_sent_as_a_file(klangio: Start, fake: FakeK
         assert audio_server.requests == 1
         (submit,) = fake.calls("submit")
         assert submit.query["model"] == "universal"
-        vendor_job = fake.jobs[done["provider_job_id"].split("#")[0]]
+        vendor_job = fake.jobs[done["provider_job_id"]]
         assert vendor_job.audio == SPEECH_WAV.read_bytes()
         assert vendor_job.outputs == ["midi", "mxml"]
         assert (vendor_job.filename, vendor_job.content_type) == (f"{done['id']}.wav", "audio/wav")
@@ -261,7 +261,7 @@ def test_a_duplicate_callback_after_completion_changes_nothing(klangio: Start, f
         webhook = fake.calls("submit")[0].query["webhook_url"]
         statuses = len(fake.calls("status"))
 
-        vendor_id = done["provider_job_id"].split("#")[0]
+        vendor_id = done["provider_job_id"]
         for body in ({"job_id": vendor_id, "status": "COMPLETED"}, {"status": "FAILED"}):
             assert httpx.post(webhook, json=body).status_code == 204
         time.sleep(0.5)  # time enough for a poll, were one due

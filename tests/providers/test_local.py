@@ -181,7 +181,7 @@ async def test_a_dead_worker_is_retryable_and_the_pool_is_rebuilt() -> None:
 async def test_fetch_is_not_supported_and_cancel_is_a_no_op() -> None:
     local = LocalProvider()
     with pytest.raises(PermanentProviderError) as caught:
-        await local.fetch("job-1")
+        await local.fetch("job-1", NoOptions())
     assert caught.value.code == "not_supported"
     await local.cancel("job-1")  # nothing to do, and nothing raised
 

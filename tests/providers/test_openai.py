@@ -477,7 +477,7 @@ async def test_transport_errors_are_retryable(tmp_path: Path) -> None:
 async def test_fetch_is_not_supported_and_cancel_does_nothing() -> None:
     p = provider(lambda request: httpx.Response(500))
     with pytest.raises(PermanentProviderError) as caught:
-        await p.fetch("job_123")
+        await p.fetch("job_123", OpenAIOptions())
     assert caught.value.code == "not_supported"
     await p.cancel("job_123")  # nothing to stop upstream, and no error
 

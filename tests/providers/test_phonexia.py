@@ -11,9 +11,15 @@ from typing import Any
 import httpx
 import pydantic
 import pytest
+from pydantic import BaseModel
 
 from app.config import Settings
-from app.providers.base import PermanentProviderError, RetryableProviderError, SubmitRequest
+from app.providers.base import (
+    NoOptions,
+    PermanentProviderError,
+    RetryableProviderError,
+    SubmitRequest,
+)
 from app.providers.phonexia import (
     STATUS_MAP,
     PhonexiaOptions,
@@ -21,8 +27,6 @@ from app.providers.phonexia import (
     build,
     build_transcript,
     capacity_exceeded,
-    decode_job_id,
-    encode_job_id,
     submit_config,
     submit_params,
     submitted_task_id,
@@ -277,12 +281,6 @@ def test_options_schema_is_closed() -> None:
     assert schema["properties"]["engine"]["enum"] == ["default", "whisper-enhanced"]
 
 
-def test_job_ids_name_the_engine_and_the_task() -> None:
-    assert decode_job_id(encode_job_id("default", TASK)) == ("default", TASK)
-    assert decode_job_id(encode_job_id("whisper-enhanced", TASK)) == ("whisper-enhanced", TASK)
-    assert encode_job_id("default", TASK) == TASK
-
-
 def test_the_task_id_comes_from_the_body_or_the_poll_url() -> None:
     assert submitted_task_id(load("submit_accepted.json"), None) == TASK
     location = f"/api/technology/speech-to-text/{TASK}"
@@ -334,7 +332,7 @@ async def test_a_key_is_sent_as_a_bearer_token_on_every_call() -> None:
     adapter = provider(handler, api_key=SECRET)
     submitted = await adapter.submit(request())
     assert submitted.provider_job_id is not None
-    fetched = await adapter.fetch(submitted.provider_job_id)
+    fetched = await adapter.fetch(submitted.provider_job_id, PhonexiaOptions())
     assert fetched.status == "completed"
     assert [r.headers["authorization"] for r in seen] == [f"Bearer {SECRET}"] * 2
     assert seen[1].url.path == f"/api/technology/speech-to-text/{TASK}"
@@ -386,8 +384,8 @@ async def test_the_whisper_engine_has_its_own_path_and_needs_no_language() -> No
     adapter = provider(handler)
     options = PhonexiaOptions(engine="whisper-enhanced")
     submitted = await adapter.submit(request(language=None, options=options))
-    assert submitted.provider_job_id == f"whisper-enhanced:{TASK}"
-    fetched = await adapter.fetch(submitted.provider_job_id)
+    assert submitted.provider_job_id == TASK  # the bare task id, as for the default engine
+    fetched = await adapter.fetch(submitted.provider_job_id, options)
     assert fetched.result is not None and fetched.result.transcript.language == "en"
     assert [r.url.path for r in seen] == [
         "/api/technology/speech-to-text-whisper-enhanced",
@@ -397,6 +395,34 @@ async def test_the_whisper_engine_has_its_own_path_and_needs_no_language() -> No
     assert b'name="config"' not in seen[0].read()
 
 
+@pytest.mark.parametrize(
+    ("options", "path"),
+    [
+        (
+            PhonexiaOptions(engine="whisper-enhanced"),
+            "/api/technology/speech-to-text-whisper-enhanced",
+        ),
+        (PhonexiaOptions(), "/api/technology/speech-to-text"),
+        (NoOptions(), "/api/technology/speech-to-text"),  # not Phonexia's: the default engine
+    ],
+    ids=["whisper-enhanced", "default", "other-options"],
+)
+async def test_fetch_polls_the_engine_the_options_name(options: BaseModel, path: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return httpx.Response(200, json={"task": {"task_id": TASK, "state": "running"}})
+
+    update = await provider(handler).fetch(TASK, options)
+    assert [r.url.path for r in seen] == [f"{path}/{TASK}"]
+    assert (update.status, update.provider_job_id, update.provider_status) == (
+        "processing",
+        TASK,
+        "running",
+    )
+
+
 async def test_a_task_id_cannot_leave_its_path() -> None:
     seen: list[httpx.Request] = []
 
@@ -404,7 +430,7 @@ async def test_a_task_id_cannot_leave_its_path() -> None:
         seen.append(req)
         return httpx.Response(200, json=load("done.json"))
 
-    await provider(handler).fetch("../../admin?x=1")
+    await provider(handler).fetch("../../admin?x=1", PhonexiaOptions())
     assert seen[0].url.raw_path == b"/api/technology/speech-to-text/..%2F..%2Fadmin%3Fx%3D1"
 
 
@@ -437,7 +463,7 @@ async def test_transient_answers_are_retryable(
         if operation == "submit":
             await adapter.submit(request())
         else:
-            await adapter.fetch(TASK)
+            await adapter.fetch(TASK, PhonexiaOptions())
     assert caught.value.retry_after == retry_after
     assert SECRET not in caught.value.message + repr(caught.value.provider_detail)
 
@@ -462,7 +488,7 @@ async def test_the_rate_limit_envelope_is_kept() -> None:
 )
 async def test_refusals_are_permanent_with_the_vendor_envelope(handler: Handler, code: str) -> None:
     adapter = provider(handler, api_key=SECRET)
-    for call in (adapter.submit(request()), adapter.fetch(TASK)):
+    for call in (adapter.submit(request()), adapter.fetch(TASK, PhonexiaOptions())):
         with pytest.raises(PermanentProviderError) as caught:
             await call
         assert caught.value.code == code
@@ -484,7 +510,7 @@ async def test_a_status_that_is_not_a_json_object_is_retried(text: str) -> None:
         return httpx.Response(200, text=text)
 
     with pytest.raises(RetryableProviderError):
-        await provider(handler).fetch(TASK)
+        await provider(handler).fetch(TASK, PhonexiaOptions())
 
 
 async def test_transport_errors_are_retryable() -> None:
@@ -492,7 +518,7 @@ async def test_transport_errors_are_retryable() -> None:
         raise httpx.ConnectError("connection refused", request=req)
 
     with pytest.raises(RetryableProviderError):
-        await provider(handler).fetch(TASK)
+        await provider(handler).fetch(TASK, PhonexiaOptions())
 
 
 async def test_cancel_is_a_no_op() -> None:
@@ -514,8 +540,9 @@ async def test_build_from_settings() -> None:
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     with_key = Settings(_env_file=None, phonexia_base_url=BASE, phonexia_api_key=SECRET)
-    await build(with_key, http).fetch(TASK)
-    await build(Settings(_env_file=None, phonexia_base_url=BASE + "/"), http).fetch(TASK)
+    await build(with_key, http).fetch(TASK, PhonexiaOptions())
+    without_key = Settings(_env_file=None, phonexia_base_url=BASE + "/")
+    await build(without_key, http).fetch(TASK, PhonexiaOptions())
     assert [str(r.url) for r in seen] == [f"{BASE}/api/technology/speech-to-text/{TASK}"] * 2
     assert seen[0].headers["authorization"] == f"Bearer {SECRET}"
     assert "authorization" not in seen[1].headers

@@ -121,13 +121,16 @@ def test_whisper_engine_detects_the_language(vendor_gateway: Gateway, fake: Fake
         created = upload(client, provider="phonexia", options='{"engine": "whisper-enhanced"}')
         job = wait_for_job(client, created.json()["id"])
         assert job["status"] == "completed", job
+        [task_id] = fake.tasks
+        assert job["provider_job_id"] == task_id  # bare, as for the default engine
         transcript = client.get(f"/jobs/{job['id']}/transcript").json()
         assert transcript["language"] == "en"
         assert transcript["segments"][0]["words"] == []
     [submit] = fake.calls("submit")
     assert submit.path == "/api/technology/speech-to-text-whisper-enhanced"
     assert "language" not in submit.query
-    assert {r.path.rpartition("/")[0] for r in fake.calls("status")} == {submit.path}
+    statuses = fake.calls("status")
+    assert statuses and {r.path for r in statuses} == {f"{submit.path}/{task_id}"}
 
 
 def test_unknown_options_are_refused_at_creation(

@@ -6,6 +6,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 import httpx
+from pydantic import BaseModel
 
 from app.config import Settings
 from app.providers.base import (
@@ -41,7 +42,7 @@ class ScriptedProvider:
         self.calls.append(("submit", request))
         return _answer(self.submits, ProviderUpdate("processing", "v1", "running"))
 
-    async def fetch(self, provider_job_id: str) -> ProviderUpdate:
+    async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
         self.calls.append(("fetch", provider_job_id))
         return _answer(self.fetches, ProviderUpdate("processing", provider_job_id, "running"))
 
