@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from app.config import get_settings
@@ -125,13 +126,19 @@ def cmd_keys(args: argparse.Namespace) -> int:
         await clients.revoke_client(session, args.name)
         outcome["out"] = {"name": args.name, "revoked": True}
 
-    actions = {"create": create, "list": listing, "revoke": revoke}
+    async def rotate(session: Any) -> None:
+        hours = get_settings().webhook_secret_overlap_hours
+        secret = await clients.rotate_webhook_secret(session, args.name, timedelta(hours=hours))
+        outcome["out"] = {"name": args.name, "webhook_secret": secret,
+                          "previous_secret_valid_hours": hours}  # fmt: skip
+
+    actions = {"create": create, "list": listing, "revoke": revoke, "rotate-secret": rotate}
     try:
         asyncio.run(_with_session(actions[args.keys_command]))
     except (clients.ClientNameTaken, clients.ClientNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(outcome["out"], indent=None if args.keys_command == "create" else 2))
+    print(json.dumps(outcome["out"], indent=2 if args.keys_command == "list" else None))
     return 0
 
 
@@ -169,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands.add_parser("list", help="list clients (never their keys)")
     revoke = key_commands.add_parser("revoke", help="revoke a client's key at once")
     revoke.add_argument("name")
+    rotate = key_commands.add_parser(
+        "rotate-secret", help="issue a new webhook secret; the old one signs too for 24 h"
+    )
+    rotate.add_argument("name")
     keys.set_defaults(func=cmd_keys)
 
     tr = commands.add_parser("transcribe", help="transcribe a file through a running gateway")

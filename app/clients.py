@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,6 +59,17 @@ async def revoke_client(session: AsyncSession, name: str) -> None:
 
 # Built once: every authenticated request runs it.
 _BY_KEY_HASH = select(Client).where(Client.key_hash == bindparam("digest"))
+
+
+async def rotate_webhook_secret(session: AsyncSession, name: str, overlap: timedelta) -> str:
+    """A new webhook secret; the old one keeps signing beside it for ``overlap``."""
+    client = await session.scalar(select(Client).where(Client.name == name))
+    if client is None or client.revoked_at is not None:
+        raise ClientNotFound(f"no active client named {name!r}")
+    client.previous_webhook_secret = client.webhook_secret
+    client.previous_secret_expires_at = utcnow() + overlap
+    client.webhook_secret = new_webhook_secret()
+    return client.webhook_secret
 
 
 async def authenticate(session: AsyncSession, api_key: str) -> Client | None:

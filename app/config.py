@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str = "https://api.openai.com/v1"
 
+    # Client webhooks
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Seconds to wait before each retry of a failed delivery (Svix's schedule:
+    # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: more than 24 hours in all).
+    webhook_retry_schedule: list[float] = Field(
+        default=[5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1
+    )
+    # After `keys rotate-secret`, the old secret signs beside the new one this long.
+    webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
+
     log_level: str = "INFO"
 
     @property

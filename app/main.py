@@ -13,7 +13,9 @@ from app.config import Settings, get_settings
 from app.context import GatewayContext
 from app.errors import install_error_handlers
 from app.jobs.endpoints import router as jobs_router
+from app.jobs.stream import router as job_events_router
 from app.middleware import RefuseNulInUrl
+from app.notify.endpoints import router as deliveries_router
 from app.providers.endpoints import router as providers_router
 from app.runtime import background
 
@@ -41,7 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RefuseNulInUrl)
     app.include_router(jobs_router)
+    app.include_router(job_events_router)
     app.include_router(providers_router)
     app.include_router(callbacks_router)
+    app.include_router(deliveries_router)
     app.include_router(health.router)
     return app

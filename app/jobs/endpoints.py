@@ -26,15 +26,19 @@ MAX_WAIT_SECONDS = 60
 _WAIT_RECHECK_SECONDS = 5.0  # a lost wake-up costs at most this much
 
 
-def _problem(description: str) -> dict[str, Any]:
+def problem_response_doc(description: str) -> dict[str, Any]:
     return {
         "description": description,
         "content": {PROBLEM_MEDIA_TYPE: {"schema": Problem.model_json_schema()}},
     }
 
 
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: _problem("Missing or invalid API key")}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _problem("No such job for this client")}
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: problem_response_doc("Missing or invalid API key")
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: problem_response_doc("No such job for this client")
+}
 
 _CREATE_BODY = {
     "required": True,
@@ -65,7 +69,7 @@ _CREATE_BODY = {
 }
 
 
-async def _own_job(session: Session, client: Caller, job_id: str) -> Job:
+async def own_job(session: Session, client: Caller, job_id: str) -> Job:
     job = None
     if looks_like_id(job_id):  # anything else cannot exist: no query needed
         job = await repository.get_for_client(session, client.id, job_id)
@@ -82,10 +86,10 @@ async def _own_job(session: Session, client: Caller, job_id: str) -> Job:
     response_model=JobOut,
     openapi_extra={"requestBody": _CREATE_BODY},
     responses={
-        **_AUTH_ERRORS,
-        413: _problem("The file is over the upload limit"),
-        415: _problem("Not audio, or a format the provider cannot take"),
-        422: _problem("Invalid fields or provider options"),
+        **AUTH_ERRORS,
+        413: problem_response_doc("The file is over the upload limit"),
+        415: problem_response_doc("Not audio, or a format the provider cannot take"),
+        422: problem_response_doc("Invalid fields or provider options"),
     },
 )
 async def create_job(request: Request, ctx: Ctx, client: CurrentClient) -> JSONResponse:
@@ -102,7 +106,7 @@ async def create_job(request: Request, ctx: Ctx, client: CurrentClient) -> JSONR
     operation_id="get_job",
     summary="Get a job, optionally waiting until it is done",
     response_model=JobOut,
-    responses={**_AUTH_ERRORS, **_NOT_FOUND},
+    responses={**AUTH_ERRORS, **NOT_FOUND},
 )
 async def get_job(
     job_id: str,
@@ -118,7 +122,7 @@ async def get_job(
         ),
     ] = 0,
 ) -> JobOut:
-    job = await _own_job(session, client, job_id)
+    job = await own_job(session, client, job_id)
     deadline = time.monotonic() + wait
     while not service.is_terminal(job.status):
         remaining = deadline - time.monotonic()
@@ -126,7 +130,7 @@ async def get_job(
             break
         await session.rollback()  # give the connection back while we wait
         await ctx.hub.wait_for_job(job_id, min(remaining, _WAIT_RECHECK_SECONDS))
-        job = await _own_job(session, client, job_id)
+        job = await own_job(session, client, job_id)
     return JobOut.of(job)
 
 
@@ -135,7 +139,7 @@ async def get_job(
     operation_id="list_jobs",
     summary="List jobs, newest first",
     response_model=JobPage,
-    responses={**_AUTH_ERRORS, 422: _problem("Invalid filter or cursor")},
+    responses={**AUTH_ERRORS, 422: problem_response_doc("Invalid filter or cursor")},
 )
 async def list_jobs(
     session: Session,
@@ -172,16 +176,20 @@ async def list_jobs(
     operation_id="cancel_job",
     summary="Cancel a job that is not finished",
     response_model=JobOut,
-    responses={**_AUTH_ERRORS, **_NOT_FOUND, 409: _problem("The job is already terminal")},
+    responses={
+        **AUTH_ERRORS,
+        **NOT_FOUND,
+        409: problem_response_doc("The job is already terminal"),
+    },
 )
 async def cancel_job(job_id: str, ctx: Ctx, session: Session, client: CurrentClient) -> JobOut:
-    job = await _own_job(session, client, job_id)
+    job = await own_job(session, client, job_id)
     provider = ctx.providers.get(job.provider)
     at_vendor = bool(provider and provider.capabilities.cancel and job.provider_job_id)
     if not await service.cancel(session, job.id, at_vendor=at_vendor):
         raise Conflict(f"job {job_id!r} is {job.status} and cannot be canceled")
     await commit(session, ctx.hub)
-    return JobOut.of(await _own_job(session, client, job_id))
+    return JobOut.of(await own_job(session, client, job_id))
 
 
 @router.delete(
@@ -189,10 +197,10 @@ async def cancel_job(job_id: str, ctx: Ctx, session: Session, client: CurrentCli
     status_code=204,
     operation_id="delete_job",
     summary="Delete a job and everything stored for it",
-    responses={**_AUTH_ERRORS, **_NOT_FOUND},
+    responses={**AUTH_ERRORS, **NOT_FOUND},
 )
 async def delete_job(job_id: str, ctx: Ctx, session: Session, client: CurrentClient) -> Response:
-    job = await _own_job(session, client, job_id)
+    job = await own_job(session, client, job_id)
     await service.cancel(session, job.id)  # wakes anyone waiting on it
     await repository.delete_job(session, job.id)
     await commit(session, ctx.hub)
@@ -213,10 +221,10 @@ async def delete_job(job_id: str, ctx: Ctx, session: Session, client: CurrentCli
                 "text/vtt": {"schema": {"type": "string"}},
             }
         },
-        **_AUTH_ERRORS,
-        **_NOT_FOUND,
-        409: _problem("The job is not completed"),
-        422: _problem("The transcript cannot be rendered in that format"),
+        **AUTH_ERRORS,
+        **NOT_FOUND,
+        409: problem_response_doc("The job is not completed"),
+        422: problem_response_doc("The transcript cannot be rendered in that format"),
     },
 )
 async def get_transcript(
@@ -225,7 +233,7 @@ async def get_transcript(
     client: CurrentClient,
     format: Literal["json", "text", "srt", "vtt"] = "json",
 ) -> Response:
-    job = await _own_job(session, client, job_id)
+    job = await own_job(session, client, job_id)
     result = (
         await repository.get_result(session, job.id) if job.status == JobStatus.completed else None
     )
@@ -256,14 +264,14 @@ async def get_transcript(
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             }
         },
-        **_AUTH_ERRORS,
-        **_NOT_FOUND,
+        **AUTH_ERRORS,
+        **NOT_FOUND,
     },
 )
 async def get_artifact(
     job_id: str, name: str, ctx: Ctx, session: Session, client: CurrentClient
 ) -> FileResponse:
-    job = await _own_job(session, client, job_id)
+    job = await own_job(session, client, job_id)
     listed = next((a for a in job.artifacts if a["name"] == name), None)
     if listed is None:
         raise NotFound(f"job {job_id!r} has no artifact {name!r}")

@@ -17,6 +17,7 @@ from app.db import utcnow
 from app.events import JOBS_CHANNEL, announce
 from app.jobs import repository
 from app.jobs.schemas import TERMINAL_STATUSES, JobStatus
+from app.notify import deliveries
 from app.providers.base import ProviderResult
 from app.queue import repository as queue
 from app.storage import LocalStorage, artifact_key
@@ -105,6 +106,7 @@ async def complete(
         await repository.save_result(
             session, job_id, result.transcript.model_dump(mode="json"), result.raw
         )
+        await deliveries.record_event(session, job_id, "job.completed")
     return moved
 
 
@@ -130,7 +132,10 @@ async def fail(
     }
     if provider_status is not None:
         values["provider_status"] = provider_status
-    return await _move(session, job_id, ACTIVE, values)
+    moved = await _move(session, job_id, ACTIVE, values)
+    if moved:
+        await deliveries.record_event(session, job_id, "job.failed")
+    return moved
 
 
 async def cancel(session: AsyncSession, job_id: str, *, at_vendor: bool = False) -> bool:
@@ -146,4 +151,5 @@ async def cancel(session: AsyncSession, job_id: str, *, at_vendor: bool = False)
         await queue.cancel_for_job(session, job_id, (SUBMIT_TASK, POLL_TASK))
         if at_vendor:
             await queue.enqueue(session, CANCEL_TASK, job_id)
+        await deliveries.record_event(session, job_id, "job.canceled")
     return moved

@@ -20,6 +20,8 @@ from app.jobs import repository, service
 from app.jobs.sources import download_source
 from app.links import callback_url, media_url
 from app.models import Job
+from app.notify.deliveries import DELIVER_TASK
+from app.notify.step import DeliverStep
 from app.providers.base import (
     PermanentProviderError,
     Provider,
@@ -270,4 +272,5 @@ def job_handlers(ctx: GatewayContext) -> dict[str, TaskHandler]:
         service.SUBMIT_TASK: SubmitStep(ctx),
         service.POLL_TASK: PollStep(ctx),
         service.CANCEL_TASK: CancelStep(ctx),
+        DELIVER_TASK: DeliverStep(ctx),
     }

@@ -29,13 +29,19 @@ class ClaimedTask:
     job_id: str
     attempts: int  # including this one
     claim_token: str
+    ref: str | None = None
 
 
 async def enqueue(
-    session: AsyncSession, kind: str, job_id: str, *, run_at: datetime | None = None
+    session: AsyncSession,
+    kind: str,
+    job_id: str,
+    *,
+    run_at: datetime | None = None,
+    ref: str | None = None,
 ) -> None:
     """Add a task in the caller's transaction; workers are woken when it commits."""
-    session.add(Task(kind=kind, job_id=job_id, run_at=run_at or utcnow()))
+    session.add(Task(kind=kind, job_id=job_id, run_at=run_at or utcnow(), ref=ref))
     await announce(session, TASKS_CHANNEL, by_trigger=True)
 
 
@@ -56,10 +62,10 @@ async def claim(session: AsyncSession, limit: int, lease: timedelta) -> list[Cla
         update(Task)
         .where(Task.id.in_(due))
         .values(run_at=now + lease, attempts=Task.attempts + 1, claim_token=token)
-        .returning(Task.id, Task.kind, Task.job_id, Task.attempts)
+        .returning(Task.id, Task.kind, Task.job_id, Task.attempts, Task.ref)
         .execution_options(synchronize_session=False)
     )
-    return [ClaimedTask(r.id, r.kind, r.job_id, r.attempts, token) for r in rows]
+    return [ClaimedTask(r.id, r.kind, r.job_id, r.attempts, token, r.ref) for r in rows]
 
 
 def _owned(task: ClaimedTask) -> ColumnElement[bool]:

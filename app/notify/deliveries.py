@@ -1,0 +1,129 @@
+"""Webhook deliveries: written with the status change that causes them, and their attempts.
+
+A delivery's body is fixed when the event happens, so every attempt sends the
+same event under the same ``webhook-id``; only ``webhook-timestamp`` and the
+signature are fresh each time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.ids import new_id
+from app.jobs.schemas import JobOut
+from app.models import Client, Job, WebhookAttempt, WebhookDelivery
+from app.queue import repository as queue
+
+DELIVER_TASK = "deliver"
+PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+
+
+async def record_event(session: AsyncSession, job_id: str, event_type: str) -> None:
+    """If the job has a callback_url, write its delivery and the task that sends it
+    (in the caller's transaction: the status change and the event commit together)."""
+    job = await session.get(Job, job_id, populate_existing=True)
+    if job is None or not job.callback_url:
+        return
+    now = utcnow()
+    delivery = WebhookDelivery(
+        id=new_id("msg"),
+        job_id=job_id,
+        event_type=event_type,
+        payload={
+            "type": event_type,
+            "timestamp": now.isoformat().replace("+00:00", "Z"),
+            "data": JobOut.of(job).model_dump(mode="json"),
+        },
+        status=PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(delivery)
+    await queue.enqueue(session, DELIVER_TASK, job_id, ref=delivery.id)
+
+
+@dataclass(frozen=True)
+class Target:
+    delivery: WebhookDelivery
+    url: str
+    secrets: list[str]  # the client's current secret, and the previous one during an overlap
+
+
+async def target(session: AsyncSession, delivery_id: str | None) -> Target | None:
+    """What an attempt needs, or None when the delivery is gone or no longer pending."""
+    if delivery_id is None:
+        return None
+    row = (
+        await session.execute(
+            select(WebhookDelivery, Job.callback_url, Client)
+            .join(Job, Job.id == WebhookDelivery.job_id)
+            .join(Client, Client.id == Job.client_id)
+            .where(WebhookDelivery.id == delivery_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    delivery, url, client = row
+    if delivery.status != PENDING or not url:
+        return None
+    secrets = [client.webhook_secret]
+    expires = client.previous_secret_expires_at
+    if client.previous_webhook_secret and expires is not None and expires > utcnow():
+        secrets.append(client.previous_webhook_secret)
+    return Target(delivery, url, secrets)
+
+
+async def record_attempt(
+    session: AsyncSession,
+    delivery_id: str,
+    attempt: WebhookAttempt,
+    *,
+    status: str,
+    next_attempt_at: datetime | None,
+) -> None:
+    delivery = await session.get(WebhookDelivery, delivery_id, populate_existing=True)
+    if delivery is None:
+        return
+    session.add(attempt)
+    delivery.attempts = attempt.attempt
+    delivery.status = status
+    delivery.next_attempt_at = next_attempt_at
+
+
+async def mark_failed(session: AsyncSession, delivery_id: str | None) -> None:
+    delivery = await session.get(WebhookDelivery, delivery_id) if delivery_id else None
+    if delivery is not None:
+        delivery.status, delivery.next_attempt_at = FAILED, None
+
+
+async def for_job(
+    session: AsyncSession, job_id: str
+) -> list[tuple[WebhookDelivery, Sequence[WebhookAttempt]]]:
+    deliveries = list(
+        await session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.job_id == job_id)
+            .order_by(WebhookDelivery.created_at)
+        )
+    )
+    attempts = list(
+        await session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_([d.id for d in deliveries]))
+            .order_by(WebhookAttempt.id)
+        )
+    )
+    return [(d, [a for a in attempts if a.delivery_id == d.id]) for d in deliveries]
+
+
+async def send_again(session: AsyncSession, delivery: WebhookDelivery) -> None:
+    """A failed delivery goes out once more, now (if that fails too, it stays failed)."""
+    delivery.status, delivery.next_attempt_at = PENDING, utcnow()
+    await queue.enqueue(session, DELIVER_TASK, delivery.job_id, ref=delivery.id)

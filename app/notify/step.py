@@ -1,0 +1,49 @@
+"""The worker's "deliver" task: one attempt per run, rescheduled until settled."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.context import GatewayContext
+from app.events import commit
+from app.notify import deliveries
+from app.notify.sender import attempt_once, decide
+from app.queue import repository as queue
+from app.queue.repository import ClaimedTask
+
+log = logging.getLogger(__name__)
+
+
+class DeliverStep:
+    def __init__(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+
+    async def run(self, task: ClaimedTask) -> None:
+        async with self.ctx.sessions() as session:
+            target = await deliveries.target(session, task.ref)
+            if target is None:  # deleted, or settled by someone else
+                await queue.finish(session, task)
+                await session.commit()
+                return
+        attempt, retry_after = await attempt_once(self.ctx.http, self.ctx.settings, target)
+        decision = decide(attempt, retry_after, self.ctx.settings)
+        log.info(
+            "webhook %s for job %s, attempt %d: %s -> %s",
+            target.delivery.id, task.job_id, attempt.attempt,
+            attempt.status_code or attempt.error, decision.status,
+        )  # fmt: skip
+        async with self.ctx.sessions() as session:
+            await deliveries.record_attempt(
+                session, target.delivery.id, attempt,
+                status=decision.status, next_attempt_at=decision.next_attempt_at,
+            )  # fmt: skip
+            if decision.next_attempt_at is None:
+                await queue.finish(session, task)
+            else:
+                await queue.reschedule(session, task, decision.next_attempt_at, reset_attempts=True)
+            await commit(session, self.ctx.hub)
+
+    async def give_up(self, session: AsyncSession, task: ClaimedTask, error: Exception) -> None:
+        await deliveries.mark_failed(session, task.ref)
