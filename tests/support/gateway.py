@@ -38,20 +38,25 @@ def gateway_settings(database_url: str, storage_dir: Path, **overrides: object) 
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-async def _create_key(database_url: str, name: str) -> str:
+async def _create_client(database_url: str, name: str) -> clients.NewClient:
     engine = create_engine(database_url)
     try:
         async with create_session_factory(engine)() as session:
             new = await clients.create_client(session, name)
             await session.commit()
-            return new.api_key
+            return new
     finally:
         await engine.dispose()
 
 
+def create_client(database_url: str, name: str) -> clients.NewClient:
+    """A new client: its API key and webhook secret (call from synchronous code only)."""
+    return asyncio.run(_create_client(database_url, name))
+
+
 def create_key(database_url: str, name: str) -> str:
     """A new client's API key (call from synchronous code only)."""
-    return asyncio.run(_create_key(database_url, name))
+    return create_client(database_url, name).api_key
 
 
 @dataclass
