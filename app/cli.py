@@ -148,6 +148,21 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return transcribe(args)
 
 
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from app.config import Settings
+    from app.main import create_app
+    from app.openapi_doc import render
+
+    # Defaults only, never the environment: the document depends on no setting.
+    text = render(create_app(Settings.model_construct()).openapi())
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stt-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--api-key", help="your API key (env STT_API_KEY)")
     tr.add_argument("--timeout", type=float, default=600, help="seconds to wait for the transcript")
     tr.set_defaults(func=cmd_transcribe)
+
+    spec = commands.add_parser("openapi", help="print the OpenAPI document (as openapi.json)")
+    spec.add_argument("--output", help="write it to this file instead")
+    spec.set_defaults(func=cmd_openapi)
     return parser
 
 

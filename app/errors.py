@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -78,14 +78,54 @@ class ServiceUnavailable(ApiError):
     status, title, slug = 503, "Service unavailable", "service-unavailable"
 
 
-class Problem(BaseModel):
-    """The problem+json body, as the OpenAPI document declares it."""
+class FieldError(BaseModel):
+    """One invalid field of a 422 problem."""
 
-    type: str
+    field: str = Field(description="The field's dotted path; empty for the request as a whole")
+    message: str
+    type: str | None = Field(default=None, description="A short code, e.g. `missing`")
+
+
+class Problem(BaseModel):
+    """The problem+json body (RFC 9457) of every 4xx and 5xx answer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": _TYPE_BASE + "invalid-request",
+                    "title": "Invalid request",
+                    "status": 422,
+                    "detail": "language: must be a language tag such as 'en' or 'en-US'",
+                    "errors": [
+                        {
+                            "field": "language",
+                            "message": "must be a language tag such as 'en' or 'en-US'",
+                            "type": "value_error",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    type: str = Field(description="A URI naming the kind of problem")
     title: str
     status: int
     detail: str
-    errors: list[dict[str, Any]] | None = None
+    errors: list[FieldError] | None = Field(default=None, description="For 422: the invalid fields")
+
+
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"  # app.openapi_doc adds the schema
+
+
+def problem_response_doc(description: str, **extra: Any) -> dict[str, Any]:
+    """A ``responses=`` entry of a route: a problem+json answer with this description."""
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+        **extra,
+    }
 
 
 def problem_response(

@@ -2,26 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.deps import Ctx
-from app.errors import ServiceUnavailable
+from app.errors import ServiceUnavailable, problem_response_doc
 from app.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", operation_id="healthz", summary="Liveness")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    database: Literal["ok"] = "ok"
+    migration: str | None  # the Alembic revision the database is at (the head)
+
+
+_NOT_READY = problem_response_doc(
+    "The database is not reachable, or its schema is not at the head revision",
+    headers={"Retry-After": {"description": "Seconds", "schema": {"type": "integer"}}},
+)
+
+
+@router.get("/healthz", operation_id="healthz", summary="Liveness", response_model=Liveness)
+async def healthz() -> Liveness:
+    return Liveness()
 
 
 @router.get(
-    "/readyz", operation_id="readyz", summary="Readiness: database reachable, migrations at head"
+    "/readyz",
+    operation_id="readyz",
+    summary="Readiness: database reachable, migrations at head",
+    response_model=Readiness,
+    responses={503: _NOT_READY},
 )
-async def readyz(ctx: Ctx) -> JSONResponse:
+async def readyz(ctx: Ctx) -> Readiness:
     try:
         revision = await current_revision(ctx.engine)
     except (SQLAlchemyError, OSError):
@@ -34,4 +56,4 @@ async def readyz(ctx: Ctx) -> JSONResponse:
             f"the database schema is at {revision}, not at {head}: run stt-gateway migrate",
             headers={"Retry-After": "5"},
         )
-    return JSONResponse({"status": "ready", "database": "ok", "migration": revision})
+    return Readiness(migration=revision)

@@ -14,8 +14,12 @@ from app.context import GatewayContext
 from app.errors import install_error_handlers
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.stream import router as job_events_router
+from app.metrics.endpoint import router as metrics_router
+from app.metrics.middleware import HttpMetrics
 from app.middleware import RefuseNulInUrl
 from app.notify.endpoints import router as deliveries_router
+from app.openai_compat.endpoints import router as openai_router
+from app.openapi_doc import build_openapi
 from app.providers.endpoints import router as providers_router
 from app.runtime import background
 
@@ -42,10 +46,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="stt-gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(RefuseNulInUrl)
+    app.add_middleware(HttpMetrics)  # added last, so outermost: counts those refusals too
     app.include_router(jobs_router)
     app.include_router(job_events_router)
     app.include_router(providers_router)
     app.include_router(callbacks_router)
     app.include_router(deliveries_router)
+    app.include_router(openai_router)
     app.include_router(health.router)
+    app.include_router(metrics_router)
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

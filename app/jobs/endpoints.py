@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from app.deps import Caller, Ctx, CurrentClient, Session
-from app.errors import PROBLEM_MEDIA_TYPE, Conflict, InvalidRequest, NotFound, Problem
+from app.errors import Conflict, InvalidRequest, NotFound, problem_response_doc
 from app.events import commit
 from app.ids import looks_like_id
 from app.jobs import intake, repository, service
 from app.jobs.repository import InvalidCursor, JobFilter
-from app.jobs.schemas import CreateJobFromUrl, JobOut, JobPage, JobStatus
+from app.jobs.schemas import JobOut, JobPage, JobStatus
 from app.models import Job
 from app.storage import artifact_key, job_prefix
 from app.transcripts import RENDERERS, Transcript, TranscriptHasNoTimings
@@ -25,48 +26,100 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 MAX_WAIT_SECONDS = 60
 _WAIT_RECHECK_SECONDS = 5.0  # a lost wake-up costs at most this much
 
-
-def problem_response_doc(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {PROBLEM_MEDIA_TYPE: {"schema": Problem.model_json_schema()}},
-    }
-
-
+_WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: problem_response_doc("Missing or invalid API key")
+    401: problem_response_doc("Missing or invalid API key", headers=_WWW_AUTHENTICATE)
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: problem_response_doc("No such job for this client")
 }
 
+# The multipart form of POST /jobs (read by app.jobs.form, not by FastAPI, so
+# described here); app.openapi_doc adds it to the document's components.
+CREATE_JOB_FORM: dict[str, Any] = {
+    "title": "CreateJobForm",
+    "description": "`POST /jobs` as multipart/form-data: the audio as `file`, or a `source_url`.",
+    "type": "object",
+    "properties": {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "The audio (wav, mp3, flac, ogg, webm, mp4/m4a, aiff, amr)",
+        },
+        "source_url": {
+            "type": "string",
+            "maxLength": 2048,
+            "description": "Instead of `file`: where the gateway fetches the audio",
+        },
+        "provider": {"type": "string", "default": "local", "maxLength": 40, "examples": ["local"]},
+        "language": {
+            "type": "string",
+            "description": "A BCP 47 language tag; unset: the provider detects it",
+            "examples": ["en"],
+        },
+        "options": {
+            "type": "string",
+            "description": "A JSON object of provider options, as `GET /providers` describes them",
+            "examples": ["{}"],
+        },
+        "metadata": {
+            "type": "string",
+            "description": "A JSON object (at most 50 keys), returned with the job as given",
+            "examples": ['{"order": "42"}'],
+        },
+        "callback_url": {
+            "type": "string",
+            "maxLength": 2048,
+            "description": "Where the gateway POSTs the signed `job.*` webhook",
+            "examples": ["https://example.com/hooks/stt"],
+        },
+    },
+    "additionalProperties": False,
+    "examples": [{"provider": "local", "language": "en", "metadata": '{"order": "42"}'}],
+}
+
 _CREATE_BODY = {
-    "required": True,
+    "description": "The audio and the job's fields: a multipart form, or JSON with a "
+    "`source_url`. A body is required (without one the answer is a 415).",
+    # Not `required: true`: openapi-python-client 0.29 then writes `body: … | Unset` without
+    # importing Unset, for a body with two content types (its issue 1451); the generated
+    # signature is the same either way.
+    "required": False,
     "content": {
         "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "file": {"type": "string", "format": "binary", "description": "The audio"},
-                    "source_url": {"type": "string", "description": "Or: where to fetch the audio"},
-                    "provider": {"type": "string", "default": "local"},
-                    "language": {"type": "string", "examples": ["en"]},
-                    "options": {
-                        "type": "string",
-                        "description": "A JSON object of provider options",
-                    },
-                    "metadata": {
-                        "type": "string",
-                        "description": "A JSON object, returned as given",
-                    },
-                    "callback_url": {"type": "string"},
-                },
-            },
+            "schema": {"$ref": "#/components/schemas/CreateJobForm"},
             "encoding": {"file": {"contentType": "audio/*"}},
         },
-        "application/json": {"schema": CreateJobFromUrl.model_json_schema()},
+        "application/json": {"schema": {"$ref": "#/components/schemas/CreateJobFromUrl"}},
     },
 }
+
+_TRANSCRIPT_EXAMPLE = {
+    "text": "hello world",
+    "language": "en",
+    "duration": 1.32,
+    "provider": "local",
+    "segments": [
+        {
+            "start": 0.06,
+            "end": 1.02,
+            "text": "hello world",
+            "channel": None,
+            "speaker": None,
+            "words": [
+                {"start": 0.06, "end": 0.5, "text": "hello", "confidence": 0.93},
+                {"start": 0.52, "end": 1.02, "text": "world", "confidence": 0.88},
+            ],
+        }
+    ],
+}
+
+
+class TranscriptFormat(StrEnum):
+    json = "json"
+    text = "text"
+    srt = "srt"
+    vtt = "vtt"
 
 
 async def own_job(session: Session, client: Caller, job_id: str) -> Job:
@@ -86,6 +139,10 @@ async def own_job(session: Session, client: Caller, job_id: str) -> Job:
     response_model=JobOut,
     openapi_extra={"requestBody": _CREATE_BODY},
     responses={
+        202: {
+            "description": "The job, accepted",
+            "headers": {"Location": {"description": "The job's URL", "schema": {"type": "string"}}},
+        },
         **AUTH_ERRORS,
         413: problem_response_doc("The file is over the upload limit"),
         415: problem_response_doc("Not audio, or a format the provider cannot take"),
@@ -215,11 +272,13 @@ async def delete_job(job_id: str, ctx: Ctx, session: Session, client: CurrentCli
     response_model=Transcript,
     responses={
         200: {
+            "description": "The transcript, as `format` asks",
             "content": {
+                "application/json": {"example": _TRANSCRIPT_EXAMPLE},
                 "text/plain": {"schema": {"type": "string"}},
                 "application/x-subrip": {"schema": {"type": "string"}},
                 "text/vtt": {"schema": {"type": "string"}},
-            }
+            },
         },
         **AUTH_ERRORS,
         **NOT_FOUND,
@@ -231,7 +290,9 @@ async def get_transcript(
     job_id: str,
     session: Session,
     client: CurrentClient,
-    format: Literal["json", "text", "srt", "vtt"] = "json",
+    format: Annotated[
+        TranscriptFormat, Query(description="`json` (the default), `text`, `srt` or `vtt`")
+    ] = TranscriptFormat.json,
 ) -> Response:
     job = await own_job(session, client, job_id)
     result = (
@@ -242,7 +303,7 @@ async def get_transcript(
             f"job {job_id!r} is {job.status}; its transcript exists once it is completed"
         )
     transcript = Transcript.model_validate(result.transcript)
-    if format == "json":
+    if format == TranscriptFormat.json:
         return JSONResponse(transcript.model_dump(mode="json"))
     render, media_type = RENDERERS[format]
     try:

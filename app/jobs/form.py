@@ -23,7 +23,6 @@ FORM_FIELDS = frozenset(
     {"file", "source_url", "provider", "language", "options", "metadata", "callback_url"}
 )
 _MAX_FIELD_BYTES = 64 * 1024
-_MAX_PARTS = len(FORM_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -45,9 +44,23 @@ class _Part:
 
 
 class JobFormReader:
-    """Feeds the request body through python-multipart's push parser."""
+    """Feeds the request body through python-multipart's push parser.
 
-    def __init__(self, content_type: str, writer: BlobWriter, max_upload_bytes: int) -> None:
+    ``fields``: the part names taken (``file`` is the audio); ``repeatable``: those
+    that may come more than once (``name[]`` arrays), collected in ``lists``;
+    ``max_parts``: how many parts in all (default: one per field).
+    """
+
+    def __init__(
+        self,
+        content_type: str,
+        writer: BlobWriter,
+        max_upload_bytes: int,
+        *,
+        fields: frozenset[str] = FORM_FIELDS,
+        repeatable: frozenset[str] = frozenset(),
+        max_parts: int | None = None,
+    ) -> None:
         _, params = parse_options_header(content_type)
         boundary = params.get(b"boundary")
         if not boundary:
@@ -63,7 +76,11 @@ class JobFormReader:
         self._header_name = b""
         self._header_value = b""
         self._parts = 0
+        self._names = fields
+        self._repeatable = repeatable
+        self._max_parts = max_parts if max_parts is not None else len(fields)
         self.fields: dict[str, str] = {}
+        self.lists: dict[str, list[str]] = {}
         self.file: FilePart | None = None
         self._sniffed: AudioFormat | None = None
         self._parser = MultipartParser(
@@ -93,8 +110,8 @@ class JobFormReader:
 
     def _on_part_begin(self) -> None:
         self._parts += 1
-        if self._parts > _MAX_PARTS:
-            raise InvalidRequest(f"too many form fields: at most {_MAX_PARTS} are taken")
+        if self._parts > self._max_parts:
+            raise InvalidRequest(f"too many form fields: at most {self._max_parts} are taken")
         self._part = _Part()
 
     def _on_header_field(self, data: bytes, start: int, end: int) -> None:
@@ -115,8 +132,8 @@ class JobFormReader:
         if name is None:
             raise InvalidRequest("a multipart part has no Content-Disposition name")
         self._part.name = name.decode(self._charset, errors="replace")
-        if self._part.name not in FORM_FIELDS:
-            allowed = ", ".join(sorted(FORM_FIELDS))
+        if self._part.name not in self._names:
+            allowed = ", ".join(sorted(self._names))
             raise InvalidRequest(
                 f"unknown form field {self._part.name!r}; the fields are: {allowed}",
                 errors=[{"field": self._part.name, "message": "unknown field", "type": "extra"}],
@@ -155,7 +172,11 @@ class JobFormReader:
     def _on_part_end(self) -> None:
         part = self._part
         if not part.is_file:
-            self.fields[part.name] = part.data.decode(self._charset, errors="replace")
+            value = part.data.decode(self._charset, errors="replace")
+            if part.name in self._repeatable:
+                self.lists.setdefault(part.name, []).append(value)
+            else:
+                self.fields[part.name] = value
             return
         if self._writer.size == 0:
             raise InvalidRequest(

@@ -6,7 +6,9 @@ here, before anything is written to the database.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +22,9 @@ from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType, fi
 from app.events import commit
 from app.ids import new_id
 from app.jobs import repository, service
-from app.jobs.form import FilePart, JobFormReader
+from app.jobs.form import FORM_FIELDS, FilePart, JobFormReader
 from app.jobs.schemas import CreateJobFromUrl, JobFields, JobStatus
+from app.metrics import job_created
 from app.models import Job
 from app.providers.base import Provider
 from app.storage import audio_key, job_prefix
@@ -40,10 +43,14 @@ class StoredUpload:
 _FORM_OVERHEAD = 1024 * 1024  # room for the form's other fields and boundaries
 
 
+def media_type_of(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 async def create_job(request: Request, ctx: GatewayContext, client: Caller) -> Job:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = media_type_of(request)
     job_id = new_id("job")
-    try:
+    with discard_on_failure(ctx, job_id):
         if media_type == "multipart/form-data":
             fields, upload, source_url = await _read_form(request, ctx, job_id)
         elif media_type == "application/json":
@@ -54,16 +61,35 @@ async def create_job(request: Request, ctx: GatewayContext, client: Caller) -> J
                 "send multipart/form-data (with a file or source_url) or application/json "
                 "(with source_url)"
             )
-        job = await _validated_job(ctx, client, job_id, fields, upload, source_url)
-        # PostgreSQL writes both rows in one statement: no transaction needed.
-        postgres = ctx.engine.dialect.name == "postgresql"
-        async with (ctx.autocommit_sessions if postgres else ctx.sessions)() as session:
-            await repository.insert_with_first_task(session, job, service.SUBMIT_TASK)
-            await commit(session, ctx.hub)
+        return await store_job(ctx, client, job_id, fields, upload, source_url)
+
+
+@contextlib.contextmanager
+def discard_on_failure(ctx: GatewayContext, job_id: str) -> Iterator[None]:
+    """Whatever is refused or fails inside, no stored byte outlives the request."""
+    try:
+        yield
     except BaseException:
-        # Whatever was refused or failed, no stored byte outlives the request.
         ctx.storage.delete_prefix(job_prefix(job_id))
         raise
+
+
+async def store_job(
+    ctx: GatewayContext,
+    client: Caller,
+    job_id: str,
+    fields: JobFields,
+    upload: StoredUpload | None,
+    source_url: str | None,
+) -> Job:
+    """Validate against the provider, then insert the job with its first task."""
+    job = await _validated_job(ctx, client, job_id, fields, upload, source_url)
+    # PostgreSQL writes both rows in one statement: no transaction needed.
+    postgres = ctx.engine.dialect.name == "postgresql"
+    async with (ctx.autocommit_sessions if postgres else ctx.sessions)() as session:
+        await repository.insert_with_first_task(session, job, service.SUBMIT_TASK)
+        await commit(session, ctx.hub)
+    job_created(job.provider)  # committed: the job exists
     return job
 
 
@@ -72,16 +98,30 @@ def _content_length(request: Request) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-async def _read_form(
-    request: Request, ctx: GatewayContext, job_id: str
-) -> tuple[JobFields, StoredUpload | None, str | None]:
+async def read_form(
+    request: Request,
+    ctx: GatewayContext,
+    job_id: str,
+    *,
+    fields: frozenset[str] = FORM_FIELDS,
+    repeatable: frozenset[str] = frozenset(),
+    max_parts: int | None = None,
+) -> tuple[JobFormReader, StoredUpload | None]:
+    """Stream a multipart body: the file to the job's audio key, the other fields kept."""
     limit = ctx.settings.max_upload_bytes
     declared = _content_length(request)
     if declared is not None and declared > limit + _FORM_OVERHEAD:
         raise PayloadTooLarge(f"the request is larger than the upload limit of {limit} bytes")
     writer = ctx.storage.writer(audio_key(job_id))
     try:
-        reader = JobFormReader(request.headers["content-type"], writer, limit)
+        reader = JobFormReader(
+            request.headers["content-type"],
+            writer,
+            limit,
+            fields=fields,
+            repeatable=repeatable,
+            max_parts=max_parts,
+        )
         await reader.read(request.stream())
         upload = None
         if reader.file is not None:
@@ -92,6 +132,13 @@ async def _read_form(
     except BaseException:
         writer.abort()
         raise
+    return reader, upload
+
+
+async def _read_form(
+    request: Request, ctx: GatewayContext, job_id: str
+) -> tuple[JobFields, StoredUpload | None, str | None]:
+    reader, upload = await read_form(request, ctx, job_id)
     raw = reader.fields
     if upload is None and "source_url" not in raw:
         raise InvalidRequest(

@@ -5,18 +5,26 @@
 
 Terminal statuses never change again: each transition is a conditional
 UPDATE, so a late worker, a duplicate callback or a racing cancel loses.
+
+Terminal transitions are counted in the metrics only when the UPDATE moved the
+job, and only once the caller's transaction commits (``metrics.after_commit``):
+a rolled-back transition is never counted.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.events import JOBS_CHANNEL, announce
 from app.jobs import repository
 from app.jobs.schemas import TERMINAL_STATUSES, JobStatus
+from app.metrics import after_commit, job_finished
+from app.models import Job
 from app.notify import deliveries
 from app.providers.base import ProviderResult
 from app.queue import repository as queue
@@ -41,6 +49,18 @@ async def _move(
     if moved:
         await announce(session, JOBS_CHANNEL, job_id)
     return moved
+
+
+async def _count_on_commit(
+    session: AsyncSession, job_id: str, status: str, completed_at: datetime | None = None
+) -> None:
+    """Count a terminal transition (and, for a completion, its time since creation)
+    when the transaction commits. One primary-key read, for the labels."""
+    row = (
+        await session.execute(select(Job.provider, Job.created_at).where(Job.id == job_id))
+    ).one()
+    seconds = (completed_at - row.created_at).total_seconds() if completed_at else None
+    after_commit(session, lambda: job_finished(row.provider, status, seconds))
 
 
 async def mark_processing(
@@ -107,6 +127,7 @@ async def complete(
             session, job_id, result.transcript.model_dump(mode="json"), result.raw
         )
         await deliveries.record_event(session, job_id, "job.completed")
+        await _count_on_commit(session, job_id, JobStatus.completed.value, now)
     return moved
 
 
@@ -135,6 +156,7 @@ async def fail(
     moved = await _move(session, job_id, ACTIVE, values)
     if moved:
         await deliveries.record_event(session, job_id, "job.failed")
+        await _count_on_commit(session, job_id, JobStatus.failed.value)
     return moved
 
 
@@ -152,4 +174,5 @@ async def cancel(session: AsyncSession, job_id: str, *, at_vendor: bool = False)
         if at_vendor:
             await queue.enqueue(session, CANCEL_TASK, job_id)
         await deliveries.record_event(session, job_id, "job.canceled")
+        await _count_on_commit(session, job_id, JobStatus.canceled.value)
     return moved

@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from fastapi import APIRouter
 from pydantic import BaseModel
 
 from app.deps import Ctx, CurrentClient, Session
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, problem_response_doc
 from app.events import commit
 from app.ids import looks_like_id
-from app.jobs.endpoints import AUTH_ERRORS, NOT_FOUND, own_job, problem_response_doc
+from app.jobs.endpoints import AUTH_ERRORS, NOT_FOUND, own_job
 from app.models import WebhookAttempt, WebhookDelivery
 from app.notify import deliveries
 
 router = APIRouter(prefix="/jobs/{job_id}/deliveries", tags=["webhooks"])
+
+
+class WebhookEvent(StrEnum):
+    job_completed = "job.completed"
+    job_failed = "job.failed"
+    job_canceled = "job.canceled"
+
+
+class DeliveryStatus(StrEnum):
+    pending = deliveries.PENDING
+    succeeded = deliveries.SUCCEEDED
+    failed = deliveries.FAILED
 
 
 class AttemptOut(BaseModel):
@@ -29,8 +42,8 @@ class AttemptOut(BaseModel):
 
 class DeliveryOut(BaseModel):
     id: str  # the webhook-id header of every attempt
-    event: str
-    status: str
+    event: WebhookEvent
+    status: DeliveryStatus
     next_attempt_at: datetime | None
     created_at: datetime
     attempts: list[AttemptOut]
@@ -39,8 +52,8 @@ class DeliveryOut(BaseModel):
     def of(cls, delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> DeliveryOut:
         return cls(
             id=delivery.id,
-            event=delivery.event_type,
-            status=delivery.status,
+            event=WebhookEvent(delivery.event_type),
+            status=DeliveryStatus(delivery.status),
             next_attempt_at=delivery.next_attempt_at,
             created_at=delivery.created_at,
             attempts=[AttemptOut.model_validate(a, from_attributes=True) for a in attempts],

@@ -8,7 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.context import GatewayContext
 from app.events import commit
+from app.metrics import after_commit, webhook_attempt
 from app.notify import deliveries
+from app.notify.deliveries import PENDING
 from app.notify.sender import attempt_once, decide
 from app.queue import repository as queue
 from app.queue.repository import ClaimedTask
@@ -44,6 +46,9 @@ class DeliverStep:
             else:
                 await queue.reschedule(session, task, decision.next_attempt_at, reset_attempts=True)
             await commit(session, self.ctx.hub)
+        # Counted once recorded: succeeded, failed (given up) or retry (sent again later).
+        webhook_attempt("retry" if decision.status == PENDING else decision.status)
 
     async def give_up(self, session: AsyncSession, task: ClaimedTask, error: Exception) -> None:
         await deliveries.mark_failed(session, task.ref)
+        after_commit(session, lambda: webhook_attempt("failed"))

@@ -5,16 +5,19 @@
     a 2xx whose body is not the JSON we need -> RetryableProviderError (may be transient)
 
 Messages name the vendor, the operation and the status, never a header, a key
-or the request URL (some vendors take credentials in the query string).
+or the request URL (some vendors take credentials in the query string). So do
+the metrics every call is counted in (vendor, operation, outcome, duration).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
 
+from app.metrics import vendor_call
 from app.providers.base import PermanentProviderError, RetryableProviderError
 from app.queue.backoff import parse_retry_after
 
@@ -53,13 +56,23 @@ async def send(
     **kwargs: Any,
 ) -> httpx.Response:
     """Make one vendor call; return a 2xx response or raise one of our two errors."""
+    started = time.perf_counter()
     try:
         response = await http.request(method, url, **kwargs)
-    except httpx.TimeoutException:
-        raise RetryableProviderError(f"{vendor} {operation}: timed out") from None
-    except httpx.TransportError as exc:
-        raise RetryableProviderError(f"{vendor} {operation}: {type(exc).__name__}") from None
-    raise_for_vendor_status(response, vendor=vendor, operation=operation)
+    except httpx.TransportError as exc:  # timeouts included
+        vendor_call(vendor, operation, "transport_error", time.perf_counter() - started)
+        what = "timed out" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
+        raise RetryableProviderError(f"{vendor} {operation}: {what}") from None
+    seconds = time.perf_counter() - started
+    try:
+        raise_for_vendor_status(response, vendor=vendor, operation=operation)
+    except RetryableProviderError:
+        vendor_call(vendor, operation, "retryable", seconds)
+        raise
+    except PermanentProviderError:
+        vendor_call(vendor, operation, "permanent", seconds)
+        raise
+    vendor_call(vendor, operation, "ok", seconds)
     return response
 
 

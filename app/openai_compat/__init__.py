@@ -1,0 +1,1 @@
+"""OpenAI's ``/v1/audio/transcriptions``, answered by any provider through a job."""

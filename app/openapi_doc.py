@@ -1,0 +1,130 @@
+"""The OpenAPI document, as client generators read it (committed as ``openapi.json``).
+
+FastAPI's own document, with what FastAPI generates globally put right:
+
+* its 422 ``HTTPValidationError`` answers become the problem+json 422 the
+  gateway really sends (app.errors);
+* ``Problem`` and the request bodies the routes refer to by ``$ref`` (read by
+  the gateway itself, not by FastAPI) are added to the components;
+* uploads are ``type: string, format: binary``: FastAPI now writes
+  ``contentMediaType``, from which openapi-python-client sends files as text;
+* the tags are described.
+
+Everything else (operation ids, error answers, examples) is declared at the
+routes and models. The document depends on no setting: no server URL, no
+list of the enabled providers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from app.errors import Problem, problem_response_doc
+from app.jobs.endpoints import CREATE_JOB_FORM
+from app.jobs.schemas import CreateJobFromUrl
+
+REF_PREFIX = "#/components/schemas/"
+_FASTAPI_422_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+# Models the routes refer to by $ref without FastAPI knowing them.
+_REFERENCED_MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
+    (Problem, "serialization"),
+    (CreateJobFromUrl, "validation"),
+)
+_REFERENCED_SCHEMAS: dict[str, dict[str, Any]] = {"CreateJobForm": CREATE_JOB_FORM}
+
+TAGS: list[dict[str, str]] = [
+    {"name": "jobs", "description": "Transcription jobs: create, follow, fetch results"},
+    {"name": "webhooks", "description": "The signed `job.*` webhooks sent for a job"},
+    {"name": "providers", "description": "The enabled speech-to-text providers"},
+    {
+        "name": "openai-compatible",
+        "description": "OpenAI's `/v1/audio/transcriptions`, answered by this gateway's providers",
+    },
+    {"name": "health", "description": "Liveness, readiness (no API key) and metrics"},
+]
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's document, built once and cached on the app (``app.openapi = …``)."""
+    if app.openapi_schema is None:
+        doc = get_openapi(
+            title=app.title,
+            version=app.version,
+            openapi_version=app.openapi_version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+            webhooks=app.webhooks.routes,
+            separate_input_output_schemas=app.separate_input_output_schemas,
+        )
+        _add_referenced_schemas(doc)
+        _problem_422s(doc)
+        _binary_uploads(doc)
+        _describe_tags(doc)
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The committed form: pretty-printed, sorted keys, a trailing newline."""
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _operations(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [op for item in doc.get("paths", {}).values() for op in item.values()]
+
+
+def _add_referenced_schemas(doc: dict[str, Any]) -> None:
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    _, defs = models_json_schema(_REFERENCED_MODELS, ref_template=REF_PREFIX + "{model}")
+    for name, schema in {**defs.get("$defs", {}), **_REFERENCED_SCHEMAS}.items():
+        if schemas.setdefault(name, schema) != schema:
+            raise RuntimeError(f"two different schemas are named {name!r} in the document")
+    doc["components"]["schemas"] = dict(sorted(schemas.items()))
+
+
+def _problem_422s(doc: dict[str, Any]) -> None:
+    """FastAPI's 422 (declared for any route with parameters) as the gateway answers it."""
+    fastapi_422 = {"$ref": REF_PREFIX + "HTTPValidationError"}
+    for op in _operations(doc):
+        answer = op.get("responses", {}).get("422")
+        if answer and answer.get("content", {}).get("application/json", {}).get("schema") == (
+            fastapi_422
+        ):
+            op["responses"]["422"] = problem_response_doc("Invalid parameters")
+    schemas = doc["components"]["schemas"]
+    removed = {name: schemas.pop(name) for name in _FASTAPI_422_SCHEMAS if name in schemas}
+    text = json.dumps(doc)
+    if any(f'"{REF_PREFIX}{name}"' in text for name in removed):  # still used: keep them
+        schemas.update(removed)
+        doc["components"]["schemas"] = dict(sorted(schemas.items()))
+
+
+def _binary_uploads(node: Any) -> None:
+    """``contentMediaType: application/octet-stream`` (an UploadFile) as ``format: binary``."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and (
+            node.get("contentMediaType") == "application/octet-stream"
+        ):
+            del node["contentMediaType"]
+            node["format"] = "binary"
+        for value in node.values():
+            _binary_uploads(value)
+    elif isinstance(node, list):
+        for value in node:
+            _binary_uploads(value)
+
+
+def _describe_tags(doc: dict[str, Any]) -> None:
+    used = {tag for op in _operations(doc) for tag in op.get("tags", [])}
+    described = {tag["name"] for tag in TAGS}
+    doc["tags"] = [tag for tag in TAGS if tag["name"] in used] + [
+        {"name": name} for name in sorted(used - described)
+    ]
