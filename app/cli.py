@@ -18,10 +18,9 @@ log = logging.getLogger("app")
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from app.logs import configure_logging
+
+    configure_logging(get_settings())
 
 
 def _migrate_quietly() -> None:
@@ -45,6 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=level,
+        log_config=None,  # uvicorn's loggers go through configure_logging's handler
         access_log=level in ("debug", "info"),
     )
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +70,8 @@ class Settings(BaseSettings):
     webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
 
     log_level: str = "INFO"
+    # auto: JSON lines when stderr is not a terminal, readable text when it is
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     @property
     def is_sqlite(self) -> bool:

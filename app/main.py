@@ -14,6 +14,7 @@ from app.context import GatewayContext
 from app.errors import install_error_handlers
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.stream import router as job_events_router
+from app.logs import RequestId
 from app.metrics.endpoint import router as metrics_router
 from app.metrics.middleware import HttpMetrics
 from app.middleware import RefuseNulInUrl
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="stt-gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(RefuseNulInUrl)
+    app.add_middleware(RequestId)  # X-Request-ID in, out, and on every log line
     app.add_middleware(HttpMetrics)  # added last, so outermost: counts those refusals too
     app.include_router(jobs_router)
     app.include_router(job_events_router)

@@ -101,6 +101,7 @@ class Task(Base):
     claim_token: Mapped[str | None] = mapped_column(String(40))
     ref: Mapped[str | None] = mapped_column(String(40))  # what the task is about (a delivery)
     last_error: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))  # of the request that caused it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 
+from app import logs
 from app.context import GatewayContext
 from app.db import utcnow
 from app.deps import Caller
@@ -50,6 +51,7 @@ def media_type_of(request: Request) -> str:
 async def create_job(request: Request, ctx: GatewayContext, client: Caller) -> Job:
     media_type = media_type_of(request)
     job_id = new_id("job")
+    logs.job_id.set(job_id)  # on every log line of this request from here on
     with discard_on_failure(ctx, job_id):
         if media_type == "multipart/form-data":
             fields, upload, source_url = await _read_form(request, ctx, job_id)
@@ -83,6 +85,7 @@ async def store_job(
     source_url: str | None,
 ) -> Job:
     """Validate against the provider, then insert the job with its first task."""
+    logs.job_id.set(job_id)
     job = await _validated_job(ctx, client, job_id, fields, upload, source_url)
     # PostgreSQL writes both rows in one statement: no transaction needed.
     postgres = ctx.engine.dialect.name == "postgresql"

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events import TASKS_CHANNEL, announce
 from app.ids import looks_like_id
+from app.logs import request_id
 from app.models import Job, JobResult, Task
 
 
@@ -108,7 +109,7 @@ def _insert_job_and_task() -> Insert:
         .returning(jobs.c.id)
         .cte("new_job")
     )
-    task_columns = ("kind", "run_at", "created_at")
+    task_columns = ("kind", "run_at", "created_at", "request_id")
     return insert(tasks).from_select(
         ["job_id", "attempts", *task_columns],
         select(
@@ -124,7 +125,12 @@ async def insert_with_first_task(session: AsyncSession, job: Job, task_kind: str
     database allows: one statement on PostgreSQL (a data-modifying CTE, so it
     needs no transaction around it), two in the caller's transaction on SQLite.
     """
-    task = {"kind": task_kind, "run_at": job.created_at, "created_at": job.created_at}
+    task = {
+        "kind": task_kind,
+        "run_at": job.created_at,
+        "created_at": job.created_at,
+        "request_id": request_id.get(),
+    }
     if session.get_bind().dialect.name == "postgresql":
         params = _column_values(job, "job_") | {f"task_{k}": v for k, v in task.items()}
         await session.execute(_insert_job_and_task(), params)

@@ -19,6 +19,7 @@ from sqlalchemy.sql import ColumnElement
 
 from app.db import utcnow
 from app.events import TASKS_CHANNEL, announce
+from app.logs import request_id
 from app.models import Task
 
 
@@ -30,6 +31,7 @@ class ClaimedTask:
     attempts: int  # including this one
     claim_token: str
     ref: str | None = None
+    request_id: str | None = None  # of the request that caused it, for the logs
 
 
 async def enqueue(
@@ -41,7 +43,15 @@ async def enqueue(
     ref: str | None = None,
 ) -> None:
     """Add a task in the caller's transaction; workers are woken when it commits."""
-    session.add(Task(kind=kind, job_id=job_id, run_at=run_at or utcnow(), ref=ref))
+    session.add(
+        Task(
+            kind=kind,
+            job_id=job_id,
+            run_at=run_at or utcnow(),
+            ref=ref,
+            request_id=request_id.get(),
+        )
+    )
     await announce(session, TASKS_CHANNEL, by_trigger=True)
 
 
@@ -62,10 +72,12 @@ async def claim(session: AsyncSession, limit: int, lease: timedelta) -> list[Cla
         update(Task)
         .where(Task.id.in_(due))
         .values(run_at=now + lease, attempts=Task.attempts + 1, claim_token=token)
-        .returning(Task.id, Task.kind, Task.job_id, Task.attempts, Task.ref)
+        .returning(Task.id, Task.kind, Task.job_id, Task.attempts, Task.ref, Task.request_id)
         .execution_options(synchronize_session=False)
     )
-    return [ClaimedTask(r.id, r.kind, r.job_id, r.attempts, token, r.ref) for r in rows]
+    return [
+        ClaimedTask(r.id, r.kind, r.job_id, r.attempts, token, r.ref, r.request_id) for r in rows
+    ]
 
 
 def _owned(task: ClaimedTask) -> ColumnElement[bool]:

@@ -16,6 +16,7 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import logs
 from app.config import Settings
 from app.db import utcnow
 from app.events import EventHub, commit
@@ -110,10 +111,15 @@ class Worker:
                 waiter.cancel()
 
     async def _execute(self, task: ClaimedTask) -> None:
+        # This asyncio task has its own context: every log line of the run (and
+        # every task it enqueues) carries the job and the request that caused it.
+        logs.job_id.set(task.job_id)
+        logs.request_id.set(task.request_id)
         heartbeat = asyncio.create_task(self._heartbeat(task))
         try:
             handler = self._handlers[task.kind]
             await handler.run(task)
+            log.info("task %s of job %s done", task.kind, task.job_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
