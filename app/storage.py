@@ -52,22 +52,24 @@ class BlobWriter:
     async def flush(self) -> None:
         if not self._pending:
             return
-        data = b"".join(self._pending)
-        self._pending, self._pending_size = [], 0
+        # The chunks go to the thread as they are: joining them here would copy
+        # every byte once more on the event loop.
+        chunks, self._pending, self._pending_size = self._pending, [], 0
         await self._wait_for_thread()
-        self._in_thread = asyncio.get_running_loop().run_in_executor(None, self._write_out, data)
+        self._in_thread = asyncio.get_running_loop().run_in_executor(None, self._write_out, chunks)
 
     async def _wait_for_thread(self) -> None:
         if self._in_thread is not None:
             in_thread, self._in_thread = self._in_thread, None
             await in_thread
 
-    def _write_out(self, data: bytes) -> None:
+    def _write_out(self, chunks: list[bytes]) -> None:
         if self._file is None:
             self._final.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self._part, "wb")  # noqa: SIM115 (closed in commit/abort)
-        self._file.write(data)
-        self._sha256.update(data)
+        for chunk in chunks:
+            self._file.write(chunk)
+            self._sha256.update(chunk)
 
     @property
     def sha256(self) -> str:
@@ -81,7 +83,7 @@ class BlobWriter:
 
     def _close_and_rename(self) -> None:
         if self._file is None:
-            self._write_out(b"")
+            self._write_out([])
         assert self._file is not None
         self._file.close()
         os.replace(self._part, self._final)
