@@ -207,3 +207,14 @@ def _subtitles(kind: str) -> str:
     if kind == "srt":
         return "\n".join(f"{i}\n{cue}" for i, cue in enumerate(cues, 1))
     return "WEBVTT\n\n" + "\n".join(cues)
+
+
+# OpenAI's answer to an audio file it cannot read, as its API reference shows it.
+REFUSED_FILE = {
+    "error": {
+        "message": "Audio file might be corrupted or unsupported",
+        "type": "invalid_request_error",
+        "param": "file",
+        "code": "invalid_value",
+    }
+}

@@ -16,7 +16,7 @@ from openai import OpenAI
 from app.config import Settings
 from app.openai_compat import endpoints
 from tests.conftest import SPEECH_WAV
-from tests.fakes.openai import API_KEY, SEGMENTS, TEXT, FakeOpenAI
+from tests.fakes.openai import API_KEY, REFUSED_FILE, SEGMENTS, TEXT, FakeOpenAI
 from tests.support.gateway import ThreadedGateway, create_key
 
 Gateway = tuple[ThreadedGateway, str]
@@ -308,15 +308,7 @@ def test_a_failed_job_answers_its_code_and_message_once(
 def test_a_file_the_upstream_refuses_is_a_bad_request(
     fake: FakeOpenAI, openai_gateway: Gateway
 ) -> None:
-    refusal = {
-        "error": {
-            "message": "Audio file might be corrupted or unsupported",
-            "type": "invalid_request_error",
-            "param": "file",
-            "code": "invalid_value",
-        }
-    }
-    fake.fail("transcribe", 400, body=refusal)
+    fake.fail("transcribe", 400, body=REFUSED_FILE)
     gateway, key = openai_gateway
     with pytest.raises(openai.BadRequestError) as refused:
         sdk(gateway, key).audio.transcriptions.create(model="openai/whisper-1", file=SPEECH_WAV)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.api.helpers import assert_problem, upload
 from tests.conftest import SPEECH_WAV
-from tests.fakes.openai import API_KEY, DURATION, SEGMENTS, TEXT, FakeOpenAI
+from tests.fakes.openai import API_KEY, DURATION, REFUSED_FILE, SEGMENTS, TEXT, FakeOpenAI
 from tests.support.gateway import ThreadedGateway
 from tests.support.static_server import StaticServer
 from tests.support.vendor import wait_for_job
@@ -168,15 +168,7 @@ def test_rate_limit_waits_for_retry_after(fake: FakeOpenAI, gateway: Gateway) ->
 
 
 def test_refused_input_fails_with_the_vendors_detail(fake: FakeOpenAI, gateway: Gateway) -> None:
-    refusal = {
-        "error": {
-            "message": "Audio file might be corrupted or unsupported",
-            "type": "invalid_request_error",
-            "param": "file",
-            "code": "invalid_value",
-        }
-    }
-    fake.fail("transcribe", 400, body=refusal)
+    fake.fail("transcribe", 400, body=REFUSED_FILE)
     server, key = gateway
     with server.client(key) as client:
         job = wait_for_job(client, upload(client, provider="openai").json()["id"])
@@ -184,7 +176,7 @@ def test_refused_input_fails_with_the_vendors_detail(fake: FakeOpenAI, gateway: 
     assert job["error"]["code"] == "unsupported_media"
     assert job["error"]["retryable"] is False
     assert "corrupted" in job["error"]["message"]
-    assert job["error"]["provider_detail"] == {"status_code": 400, "body": refusal}
+    assert job["error"]["provider_detail"] == {"status_code": 400, "body": REFUSED_FILE}
     assert len(fake.received) == 1  # a refusal is not retried
 
 
