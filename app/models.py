@@ -50,11 +50,25 @@ class Job(Base):
     __table_args__ = (
         # GET /jobs: a client's jobs, newest first, paged by (created_at, id).
         Index("ix_jobs_client_id_created_at_id", "client_id", "created_at", "id"),
+        # GET /jobs?status= and ?provider=: the same order within one value, and the
+        # count of a client's jobs in flight (rate limits).
+        Index("ix_jobs_client_id_status_created_at_id", "client_id", "status", "created_at", "id"),
+        Index(
+            "ix_jobs_client_id_provider_created_at_id", "client_id", "provider", "created_at", "id"
+        ),
+        # The retention sweeper: terminal jobs by age.
+        Index("ix_jobs_completed_at", "completed_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
-    provider: Mapped[str] = mapped_column(String(40))
+    provider: Mapped[str] = mapped_column(String(40))  # the vendor doing (or that did) the work
+    # Vendors to try next, in order, when `provider` fails retryably past its deadline
+    fallback_providers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Vendors given up on, in order: [{"provider", "error", "at"}]
+    provider_attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Until then, retryable errors of `provider` are retried; after it, the next vendor
+    deadline_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(20))
     provider_job_id: Mapped[str | None] = mapped_column(String(200))
     provider_status: Mapped[str | None] = mapped_column(String(100))
@@ -133,3 +147,37 @@ class WebhookAttempt(Base):
     response_excerpt: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int]
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key: the request it came with and the job it made (24 hours)."""
+
+    __tablename__ = "idempotency_keys"
+
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request's content
+    # None while the first request is still storing its upload
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ProviderSubmission(Base):
+    """The submit ledger: written before a vendor is called, completed after it answers.
+
+    A row left open means the gateway died while the vendor had the request:
+    the vendor may have accepted (and billed) it, so it is not sent again.
+    """
+
+    __tablename__ = "provider_submissions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    # accepted | refused | retryable | in_doubt
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    provider_job_id: Mapped[str | None] = mapped_column(String(200))

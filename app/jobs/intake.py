@@ -289,6 +289,9 @@ async def _validated_job(
         provider_job_id=None,
         provider_status=None,
         error=None,
+        fallback_providers=[],
+        provider_attempts=[],
+        deadline_at=None,
     )
 
 
