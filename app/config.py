@@ -30,8 +30,16 @@ class Settings(BaseSettings):
     # Uploads
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_source_url_bytes: int = Field(default=2 * 1024**3, gt=0)
+    # An upload whose client sends nothing for this long is answered 408 and dropped
+    upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
     # Loopback, link-local and private addresses in source_url / callback_url
     allow_private_urls: bool = False
+
+    # Per-client limits, answered with 429 and Retry-After (app.limits); 0 turns each off.
+    # The request rate is counted in each process's memory: N processes allow N times it.
+    rate_limit_per_second: float = Field(default=0.0, ge=0)
+    rate_limit_burst: int = Field(default=0, ge=0)  # 0: the per-second figure, rounded up
+    max_jobs_in_flight: int = Field(default=0, ge=0)  # a client's queued + processing jobs
 
     # Worker
     run_worker: bool = True  # `serve --no-worker` turns it off
@@ -41,6 +49,25 @@ class Settings(BaseSettings):
     task_max_attempts: int = Field(default=8, ge=1)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
+
+    # Retention (app/retention.py), counted from the moment a job became terminal:
+    # its audio is deleted after AUDIO_RETENTION_HOURS (0: at the next sweep), the
+    # whole job after RESULT_RETENTION_DAYS (0: kept until the client deletes it).
+    audio_retention_hours: float = Field(default=24.0, ge=0)
+    result_retention_days: float = Field(default=30.0, ge=0)
+    retention_sweep_seconds: float = Field(default=300.0, gt=0)  # the worker sweeps this often
+
+    # Vendor faults (per worker process): calls in flight per vendor; the circuit
+    # breaker opens after this many retryable failures in a row, for this long;
+    # a job's retryable errors are retried this long per vendor, then it falls
+    # back to its next provider or fails.
+    provider_max_in_flight: int = Field(default=8, ge=1)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
+    provider_deadline_seconds: float = Field(default=900.0, gt=0)
+    # A submit cut off by a crash may have been accepted (and billed) by the
+    # vendor: false fails the job (`submit_interrupted`), true sends it again.
+    resubmit_in_doubt: bool = False
 
     # Providers
     local_provider: bool = True

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.db import create_engine, create_session_factory
 from app.events import EventHub
+from app.providers.guard import VendorGuard
 from app.providers.registry import ProviderRegistry
 from app.signing import LinkSigner, load_or_create_key
 from app.storage import LocalStorage
@@ -27,6 +28,7 @@ class GatewayContext:
     storage: LocalStorage
     providers: ProviderRegistry
     signer: LinkSigner
+    guard: VendorGuard  # the worker's per-vendor limits and circuit breakers
 
     @classmethod
     def build(cls, settings: Settings) -> GatewayContext:
@@ -52,6 +54,11 @@ class GatewayContext:
                     settings.signing_secret.get_secret_value() if settings.signing_secret else None,
                     settings.storage_dir,
                 )
+            ),
+            guard=VendorGuard(
+                max_in_flight=settings.provider_max_in_flight,
+                failure_threshold=settings.breaker_failure_threshold,
+                open_seconds=settings.breaker_open_seconds,
             ),
         )
 

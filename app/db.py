@@ -6,12 +6,15 @@ end of each short task step. Nothing else commits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, event
+from sqlalchemy import DateTime, event, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,6 +23,19 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Long enough for a slow network and TLS, short enough that a request to a
+# database host that does not answer gets its 503 instead of hanging (asyncpg
+# waits 60 s by default).
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+# SQLSTATEs of a server that is going away or not there yet: connection
+# exceptions (class 08), admin_shutdown, crash_shutdown, cannot_connect_now.
+_UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
 
 
 def utcnow() -> datetime:
@@ -65,17 +81,75 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _replace_if_closed(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """A connection the server closed while it sat in the pool (a restart, an idle
+    timeout, pg_terminate_backend) is replaced at checkout: asyncpg noticed the
+    closed socket already, so this is a flag read, not a round trip."""
+    if dbapi_conn._connection.is_closed():
+        raise exc.DisconnectionError("the server closed this pooled connection")
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         _prepare_sqlite(url)
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    # No pre-ping (a round trip per checkout): a connection found dead raises a
+    # No pre-ping (a round trip per checkout): a connection closed while pooled is
+    # replaced at checkout (_replace_if_closed); one that dies in use raises a
     # disconnect error, which invalidates the pool, and the request gets a 503.
     # A pool as large as the busiest moment: overflow connections are closed on
     # return, and reconnecting under load costs more than idle connections do.
-    return create_async_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800)
+    engine = create_async_engine(
+        url,
+        pool_size=20,
+        max_overflow=20,
+        pool_recycle=1800,
+        connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
+    )
+    event.listen(engine.sync_engine, "checkout", _replace_if_closed)
+    return engine
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """True when ``error`` says the database could not be reached (down, restarting,
+    the connection lost or timed out), not that a statement was wrong."""
+    if isinstance(error, ConnectionError | TimeoutError | exc.TimeoutError):
+        return True  # refused or reset; the connect timeout; no pool slot free in time
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated or isinstance(
+        error, exc.OperationalError | exc.InterfaceError
+    ):
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    return sqlstate.startswith(_UNREACHABLE_STATES)
+
+
+async def retry_while_unreachable(
+    write: Callable[[], Awaitable[T]], *, what: str, give_up_after: float = 600.0
+) -> T:
+    """Run ``write`` (a whole transaction) again while the database is unreachable.
+
+    For a write whose cause cannot be had again, such as a vendor's answer to a
+    submit: waiting out an outage beats dropping the answer on the floor.
+    """
+    deadline = time.monotonic() + give_up_after
+    delay = 0.5
+    while True:
+        try:
+            return await write()
+        except Exception as error:
+            if not database_unreachable(error) or time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "%s: the database is unreachable (%s); trying again in %.1f s",
+                what,
+                type(error).__name__,
+                delay,
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -10,7 +10,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import clients
+from app import clients, limits
+from app.config import Settings
 from app.context import GatewayContext
 from app.errors import Unauthorized
 
@@ -42,10 +43,11 @@ class Caller:
     name: str
 
 
-async def current_client(
+async def authenticated_client(
     ctx: Ctx,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
+    """Who is calling, with no rate limit taken (for /metrics)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send your API key as 'Authorization: Bearer <api_key>'")
     # Its own short session: an upload may take minutes to arrive, and must not
@@ -57,4 +59,23 @@ async def current_client(
         return Caller(id=client.id, name=client.name)
 
 
+def _request_buckets(request: Request, settings: Settings) -> limits.TokenBuckets | None:
+    """This app's request-rate buckets, made on first use; in memory, per process."""
+    state = request.app.state
+    if not hasattr(state, "request_buckets"):
+        state.request_buckets = limits.request_buckets(settings)
+    buckets: limits.TokenBuckets | None = state.request_buckets
+    return buckets
+
+
+async def current_client(
+    request: Request, ctx: Ctx, caller: Annotated[Caller, Depends(authenticated_client)]
+) -> Caller:
+    """The caller, each request counted against its RATE_LIMIT_PER_SECOND (a 429 past it)."""
+    limits.check_request_rate(_request_buckets(request, ctx.settings), caller.id)
+    return caller
+
+
 CurrentClient = Annotated[Caller, Depends(current_client)]
+# Authenticated but never rate limited: Prometheus scrapes must not be refused.
+UnmeteredClient = Annotated[Caller, Depends(authenticated_client)]

@@ -3,10 +3,12 @@
 ApiError                   any error a client caused or may see
 ├── NotFound               404 (also another client's job)
 ├── Conflict               409 (the job's state forbids it)
+├── RequestTimeout         408 (an upload that stalled)
 ├── PayloadTooLarge        413
 ├── UnsupportedMediaType   415
 ├── InvalidRequest         422, with ``errors`` pointing at the fields
 ├── Unauthorized           401
+├── RateLimited            429, with Retry-After (app.limits)
 └── ServiceUnavailable     503, with Retry-After
 """
 
@@ -20,8 +22,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from app.db import database_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +72,31 @@ class PayloadTooLarge(ApiError):
     status, title, slug = 413, "Payload too large", "payload-too-large"
 
 
+class RequestTimeout(ApiError):
+    """The client stopped sending its body; the connection is closed after the answer."""
+
+    status, title, slug = 408, "Request timeout", "request-timeout"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Connection": "close"})
+
+
 class UnsupportedMediaType(ApiError):
     status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
 
 
 class InvalidRequest(ApiError):
     status, title, slug = 422, "Invalid request", "invalid-request"
+
+
+class RateLimited(ApiError):
+    status, title, slug = 429, "Too many requests", "rate-limited"
+
+    def __init__(
+        self, detail: str, *, retry_after: int, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after), **(headers or {})})
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(ApiError):
@@ -173,17 +198,37 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else "request refused"
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     return problem_response(
-        exc.status_code, title, detail, slug=f"http-{exc.status_code}", headers=exc.headers
+        exc.status_code, title, detail, slug=f"http-{exc.status_code}", headers=headers
     )
 
 
-async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    # Connection-level failures only; the message may name hosts, so it is not echoed.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path takes (Starlette's 405 names only those of the first route)."""
+    routes = request.app.router.routes
+
+    def taken(method: str) -> bool:
+        scope = {**request.scope, "method": method}
+        return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+    return ", ".join(method for method in _METHODS if taken(method))
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """503 when the database could not be reached; any other database error is a bug."""
+    if not database_unreachable(exc):
+        return await _unexpected(request, exc)
+    # The message may name hosts, so it is not echoed.
     log.warning("database unavailable: %s", type(exc).__name__)
     return problem_response(
         503,
@@ -205,6 +250,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for unavailable in (OperationalError, InterfaceError, ConnectionError):
-        app.add_exception_handler(unavailable, _database_unavailable)
+    # Refused, reset, timed out, the server shutting down: see database_unreachable.
+    for unavailable in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError):
+        app.add_exception_handler(unavailable, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import CONNECT_TIMEOUT_SECONDS
+
 log = logging.getLogger(__name__)
 
 TASKS_CHANNEL = "stt_tasks"
@@ -94,7 +96,7 @@ class PostgresListener:
     async def run(self) -> None:
         while True:
             try:
-                conn = await self._connect(self._dsn)
+                conn = await asyncio.wait_for(self._connect(self._dsn), CONNECT_TIMEOUT_SECONDS)
             except Exception as exc:  # refused, timed out, or the server still starting up
                 log.warning("LISTEN connection failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(2)

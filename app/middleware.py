@@ -11,6 +11,9 @@ from urllib.parse import unquote_to_bytes
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import problem_response
+from app.openai_compat.errors import OpenAIError, error_response
+
+_DETAIL = "the URL contains a NUL character"
 
 
 class RefuseNulInUrl:
@@ -19,9 +22,10 @@ class RefuseNulInUrl:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _has_nul(scope):
-            response = problem_response(
-                400, "Bad request", "the URL contains a NUL character", slug="bad-request"
-            )
+            if scope["path"].startswith("/v1/"):  # OpenAI's error shape on its routes
+                response = error_response(OpenAIError(400, _DETAIL))
+            else:
+                response = problem_response(400, "Bad request", _DETAIL, slug="bad-request")
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -3,7 +3,9 @@
 FastAPI's own document, with what FastAPI generates globally put right:
 
 * its 422 ``HTTPValidationError`` answers become the problem+json 422 the
-  gateway really sends (app.errors);
+  gateway really sends (app.errors), every operation declares the 400
+  app.middleware sends for a URL with a NUL character, and every upload the
+  408 of a stalled client;
 * ``Problem`` and the request bodies the routes refer to by ``$ref`` (read by
   the gateway itself, not by FastAPI) are added to the components;
 * uploads are ``type: string, format: binary``: FastAPI now writes
@@ -66,6 +68,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         )
         _add_referenced_schemas(doc)
         _problem_422s(doc)
+        _nul_400s(doc)
+        _stalled_uploads(doc)
         _binary_uploads(doc)
         _describe_tags(doc)
         app.openapi_schema = doc
@@ -105,6 +109,23 @@ def _problem_422s(doc: dict[str, Any]) -> None:
     if any(f'"{REF_PREFIX}{name}"' in text for name in removed):  # still used: keep them
         schemas.update(removed)
         doc["components"]["schemas"] = dict(sorted(schemas.items()))
+
+
+def _nul_400s(doc: dict[str, Any]) -> None:
+    """app.middleware answers 400 to a URL with a NUL character, before any route."""
+    for op in _operations(doc):
+        op.setdefault("responses", {}).setdefault(
+            "400", problem_response_doc("The URL contains a NUL character")
+        )
+
+
+def _stalled_uploads(doc: dict[str, Any]) -> None:
+    """An upload that stalls is answered 408 (app.jobs.form), in the shape of the route's 413."""
+    for op in _operations(doc):
+        too_large = op.get("responses", {}).get("413")
+        if too_large and "multipart/form-data" in op.get("requestBody", {}).get("content", {}):
+            description = "The upload stalled: nothing arrived for UPLOAD_IDLE_TIMEOUT_SECONDS"
+            op["responses"].setdefault("408", {**too_large, "description": description})
 
 
 def _binary_uploads(node: Any) -> None:

@@ -14,6 +14,7 @@ from app.context import GatewayContext
 from app.events import PostgresListener
 from app.jobs.tasks import job_handlers
 from app.queue.worker import Worker
+from app.retention import run_sweeper
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ def _asyncpg_dsn(database_url: str) -> str:
 
 @contextlib.asynccontextmanager
 async def background(ctx: GatewayContext, *, run_worker: bool) -> AsyncIterator[Worker | None]:
-    """Run the listener (PostgreSQL) and, if asked, the worker, for the block's duration."""
+    """Run the listener (PostgreSQL) and, if asked, the worker and the retention
+    sweeper, for the block's duration."""
     tasks: list[asyncio.Task[None]] = []
     if ctx.engine.dialect.name == "postgresql":
         listener = PostgresListener(
@@ -35,6 +37,7 @@ async def background(ctx: GatewayContext, *, run_worker: bool) -> AsyncIterator[
     if run_worker:
         worker = Worker(ctx.sessions, ctx.hub, job_handlers(ctx), ctx.settings)
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
+        tasks.append(asyncio.create_task(run_sweeper(ctx), name="retention"))
     try:
         yield worker
     finally:

@@ -7,14 +7,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
+from app import limits
 from app.deps import Caller, Ctx, CurrentClient, Session
 from app.errors import Conflict, InvalidRequest, NotFound, problem_response_doc
 from app.events import commit
 from app.ids import looks_like_id
-from app.jobs import intake, repository, service
+from app.jobs import idempotency, intake, repository, service
 from app.jobs.repository import InvalidCursor, JobFilter
 from app.jobs.schemas import JobOut, JobPage, JobStatus
 from app.models import Job
@@ -27,8 +28,14 @@ MAX_WAIT_SECONDS = 60
 _WAIT_RECHECK_SECONDS = 5.0  # a lost wake-up costs at most this much
 
 _WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: problem_response_doc("Missing or invalid API key", headers=_WWW_AUTHENTICATE)
+    401: problem_response_doc("Missing or invalid API key", headers=_WWW_AUTHENTICATE),
+    429: problem_response_doc(
+        "Over this API key's rate limit (requests per second; for POST /jobs also jobs "
+        "queued or processing): try again after `Retry-After` seconds",
+        headers=_RETRY_AFTER,
+    ),
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: problem_response_doc("No such job for this client")
@@ -72,6 +79,13 @@ CREATE_JOB_FORM: dict[str, Any] = {
             "maxLength": 2048,
             "description": "Where the gateway POSTs the signed `job.*` webhook",
             "examples": ["https://example.com/hooks/stt"],
+        },
+        "fallback_providers": {
+            "type": "string",
+            "description": "Providers to try next, in order, when `provider` keeps failing "
+            "(retryable errors past its deadline, or its circuit is open): a JSON array or "
+            "a comma-separated list",
+            "examples": ['["daglo", "aimlapi"]', "daglo,aimlapi"],
         },
     },
     "additionalProperties": False,
@@ -140,22 +154,51 @@ async def own_job(session: Session, client: Caller, job_id: str) -> Job:
     openapi_extra={"requestBody": _CREATE_BODY},
     responses={
         202: {
-            "description": "The job, accepted",
-            "headers": {"Location": {"description": "The job's URL", "schema": {"type": "string"}}},
+            "description": "The job, accepted (or, for an `Idempotency-Key` used before, "
+            "the job that key made, as it is now)",
+            "headers": {
+                "Location": {"description": "The job's URL", "schema": {"type": "string"}},
+                "Idempotent-Replayed": {
+                    "description": "`true` when the job was made by an earlier request with "
+                    "the same `Idempotency-Key`",
+                    "schema": {"type": "string"},
+                },
+            },
         },
         **AUTH_ERRORS,
+        409: problem_response_doc(
+            "A request with the same `Idempotency-Key` is still in progress",
+            headers={"Retry-After": {"description": "Seconds", "schema": {"type": "integer"}}},
+        ),
         413: problem_response_doc("The file is over the upload limit"),
         415: problem_response_doc("Not audio, or a format the provider cannot take"),
-        422: problem_response_doc("Invalid fields or provider options"),
+        422: problem_response_doc(
+            "Invalid fields or provider options, or an `Idempotency-Key` that is invalid "
+            "or was used with a different request"
+        ),
     },
 )
-async def create_job(request: Request, ctx: Ctx, client: CurrentClient) -> JSONResponse:
-    job = await intake.create_job(request, ctx, client)
-    return JSONResponse(
-        JobOut.of(job).model_dump(mode="json"),
-        status_code=202,
-        headers={"Location": f"/jobs/{job.id}"},
-    )
+async def create_job(
+    request: Request,
+    ctx: Ctx,
+    client: CurrentClient,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            description="1 to 255 printable ASCII characters. A repeat with the same key and "
+            "the same request within 24 hours answers the same job and stores nothing; "
+            "with a different request it is a 422",
+            json_schema_extra=idempotency.document_key,
+        ),
+    ] = None,
+) -> JSONResponse:
+    await limits.check_jobs_in_flight(ctx, client.id)  # before the upload is read
+    job, replayed = await intake.create_job(request, ctx, client, idempotency_key)
+    headers = {"Location": f"/jobs/{job.id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(JobOut.of(job).model_dump(mode="json"), status_code=202, headers=headers)
 
 
 @router.get(

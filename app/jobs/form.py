@@ -2,27 +2,45 @@
 
 The file is never held in memory: each chunk is hashed, counted and written
 as it arrives, and the request is refused as soon as it is too large or its
-first bytes are not audio.
+first bytes are not audio, when a WAV turns out shorter than its header says,
+and when the client stops sending for ``idle_timeout`` seconds. The rest is
+bounded too: parts in number and size (their headers by python-multipart, at
+8 lines of 4 KiB), and the whole body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
-from collections.abc import AsyncIterator
+import contextlib
+import hashlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.audio.sniff import SNIFF_BYTES, sniff_format
-from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from app.audio.truncation import HEAD_BYTES, wav_truncation
+from app.errors import InvalidRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from app.providers.base import AudioFormat
 from app.storage import BlobWriter
 
 FORM_FIELDS = frozenset(
-    {"file", "source_url", "provider", "language", "options", "metadata", "callback_url"}
+    {
+        "file",
+        "source_url",
+        "provider",
+        "language",
+        "options",
+        "metadata",
+        "callback_url",
+        "fallback_providers",
+    }
 )
 _MAX_FIELD_BYTES = 64 * 1024
+# The body beyond the file: the other fields, part headers, boundaries, preamble.
+_MAX_FORM_OVERHEAD = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -32,6 +50,37 @@ class FilePart:
     filename: str | None
     content_type: str | None
     format: AudioFormat
+
+
+class DigestSink:
+    """Takes the file as a BlobWriter does but stores nothing: only its size, first
+    bytes and SHA-256 (a request replayed by its Idempotency-Key is only fingerprinted)."""
+
+    needs_flush = False
+
+    def __init__(self) -> None:
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+        self.head = b""
+
+    def write(self, chunk: bytes) -> None:
+        if len(self.head) < 64:
+            self.head += chunk[: 64 - len(self.head)]
+        self._sha256.update(chunk)
+        self.size += len(chunk)
+
+    async def flush(self) -> None:
+        pass
+
+    async def commit(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
 
 
 @dataclass
@@ -48,18 +97,20 @@ class JobFormReader:
 
     ``fields``: the part names taken (``file`` is the audio); ``repeatable``: those
     that may come more than once (``name[]`` arrays), collected in ``lists``;
-    ``max_parts``: how many parts in all (default: one per field).
+    ``max_parts``: how many parts in all (default: one per field);
+    ``idle_timeout``: seconds without a byte from the client before giving up (408).
     """
 
     def __init__(
         self,
         content_type: str,
-        writer: BlobWriter,
+        writer: BlobWriter | DigestSink,
         max_upload_bytes: int,
         *,
         fields: frozenset[str] = FORM_FIELDS,
         repeatable: frozenset[str] = frozenset(),
         max_parts: int | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         _, params = parse_options_header(content_type)
         boundary = params.get(b"boundary")
@@ -72,9 +123,12 @@ class JobFormReader:
             self._charset = "utf-8"
         self._writer = writer
         self._max_upload = max_upload_bytes
+        self._idle_timeout = idle_timeout
+        self._received = 0
         self._part = _Part()
         self._header_name = b""
         self._header_value = b""
+        self._file_head = b""
         self._parts = 0
         self._names = fields
         self._repeatable = repeatable
@@ -98,10 +152,17 @@ class JobFormReader:
 
     async def read(self, body: AsyncIterator[bytes]) -> None:
         try:
-            async for chunk in body:
-                self._parser.write(chunk)
-                if self._writer.needs_flush:
-                    await self._writer.flush()
+            async with contextlib.aclosing(_until_idle(body, self._idle_timeout)) as chunks:
+                async for chunk in chunks:
+                    self._received += len(chunk)
+                    if self._received > self._max_upload + _MAX_FORM_OVERHEAD:
+                        raise PayloadTooLarge(
+                            f"the request is larger than the upload limit of "
+                            f"{self._max_upload} bytes"
+                        )
+                    self._parser.write(chunk)
+                    if self._writer.needs_flush:
+                        await self._writer.flush()
             self._parser.finalize()
         except FormParserError as exc:
             raise InvalidRequest(f"malformed multipart body: {exc}") from None
@@ -156,6 +217,8 @@ class JobFormReader:
         if self._writer.size + len(chunk) > self._max_upload:
             raise PayloadTooLarge(f"the file is larger than the limit of {self._max_upload} bytes")
         self._writer.write(chunk)
+        if len(self._file_head) < HEAD_BYTES:
+            self._file_head += chunk[: HEAD_BYTES - len(self._file_head)]
         if self._sniffed is None and len(self._writer.head) >= min(SNIFF_BYTES, 12):
             self._sniff()
 
@@ -168,6 +231,14 @@ class JobFormReader:
                 "its content was checked, not its name"
             )
         self._sniffed = sniffed
+
+    def _refuse_if_truncated(self) -> None:
+        problem = wav_truncation(self._file_head, self._writer.size)
+        if problem is not None:
+            raise InvalidRequest(
+                f"the WAV file is truncated: {problem}",
+                errors=[{"field": "file", "message": "truncated WAV", "type": "truncated"}],
+            )
 
     def _on_part_end(self) -> None:
         part = self._part
@@ -186,9 +257,29 @@ class JobFormReader:
         if self._sniffed is None:
             self._sniff()
         assert self._sniffed is not None
+        if self._sniffed == "wav":
+            self._refuse_if_truncated()
         content_type = part.headers.get(b"content-type")
         self.file = FilePart(
             filename=part.filename,
             content_type=content_type.decode("latin-1")[:100] if content_type else None,
             format=self._sniffed,
         )
+
+
+async def _until_idle(
+    body: AsyncIterator[bytes], seconds: float | None
+) -> AsyncGenerator[bytes, None]:
+    """The body's chunks, until the client sends nothing for ``seconds`` (then 408)."""
+    chunks = aiter(body)
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the upload stalled: nothing arrived for {seconds:g} seconds"
+            ) from None
+        yield chunk

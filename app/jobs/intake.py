@@ -10,6 +10,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Request
@@ -22,8 +23,8 @@ from app.deps import Caller
 from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType, field_errors
 from app.events import commit
 from app.ids import new_id
-from app.jobs import repository, service
-from app.jobs.form import FORM_FIELDS, FilePart, JobFormReader
+from app.jobs import idempotency, repository, service
+from app.jobs.form import FORM_FIELDS, DigestSink, FilePart, JobFormReader
 from app.jobs.schemas import CreateJobFromUrl, JobFields, JobStatus
 from app.metrics import job_created
 from app.models import Job
@@ -48,22 +49,47 @@ def media_type_of(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def create_job(request: Request, ctx: GatewayContext, client: Caller) -> Job:
-    media_type = media_type_of(request)
+async def create_job(
+    request: Request, ctx: GatewayContext, client: Caller, idempotency_key: str | None = None
+) -> tuple[Job, bool]:
+    """The new job; or, for an Idempotency-Key used before, its job and True (a replay)."""
+    key = idempotency.checked_key(idempotency_key)
+    if key is None:
+        return await _new_job(request, ctx, client, None), False
+    claim = await idempotency.claim(ctx, client.id, key)
+    if claim is None:  # used before: the body is only fingerprinted, nothing is stored
+        fields, upload, source_url = await _read_body(request, ctx, None)
+        request_hash = idempotency.fingerprint(fields, upload, source_url)
+        job = await idempotency.replay(ctx, client.id, key, request_hash)
+        logs.job_id.set(job.id)
+        return job, True
+    async with idempotency.held(ctx, claim):
+        return await _new_job(request, ctx, client, claim), False
+
+
+async def _new_job(
+    request: Request, ctx: GatewayContext, client: Caller, claim: idempotency.Claim | None
+) -> Job:
     job_id = new_id("job")
     logs.job_id.set(job_id)  # on every log line of this request from here on
     with discard_on_failure(ctx, job_id):
-        if media_type == "multipart/form-data":
-            fields, upload, source_url = await _read_form(request, ctx, job_id)
-        elif media_type == "application/json":
-            body = await _read_json(request)
-            fields, upload, source_url = body, None, body.source_url
-        else:
-            raise UnsupportedMediaType(
-                "send multipart/form-data (with a file or source_url) or application/json "
-                "(with source_url)"
-            )
-        return await store_job(ctx, client, job_id, fields, upload, source_url)
+        fields, upload, source_url = await _read_body(request, ctx, job_id)
+        return await store_job(ctx, client, job_id, fields, upload, source_url, claim=claim)
+
+
+async def _read_body(
+    request: Request, ctx: GatewayContext, job_id: str | None
+) -> tuple[JobFields, StoredUpload | None, str | None]:
+    """The job's fields and audio; without a ``job_id`` the file is hashed, not stored."""
+    media_type = media_type_of(request)
+    if media_type == "multipart/form-data":
+        return await _read_form(request, ctx, job_id)
+    if media_type == "application/json":
+        body = await _read_json(request)
+        return body, None, body.source_url
+    raise UnsupportedMediaType(
+        "send multipart/form-data (with a file or source_url) or application/json (with source_url)"
+    )
 
 
 @contextlib.contextmanager
@@ -83,14 +109,20 @@ async def store_job(
     fields: JobFields,
     upload: StoredUpload | None,
     source_url: str | None,
+    *,
+    claim: idempotency.Claim | None = None,
 ) -> Job:
-    """Validate against the provider, then insert the job with its first task."""
+    """Validate against the provider, then insert the job with its first task
+    (and bind the request's Idempotency-Key to it, in the same transaction)."""
     logs.job_id.set(job_id)
     job = await _validated_job(ctx, client, job_id, fields, upload, source_url)
-    # PostgreSQL writes both rows in one statement: no transaction needed.
-    postgres = ctx.engine.dialect.name == "postgresql"
-    async with (ctx.autocommit_sessions if postgres else ctx.sessions)() as session:
+    # PostgreSQL writes both rows in one statement: no transaction needed, unless a key is bound.
+    one_statement = ctx.engine.dialect.name == "postgresql" and claim is None
+    async with (ctx.autocommit_sessions if one_statement else ctx.sessions)() as session:
         await repository.insert_with_first_task(session, job, service.SUBMIT_TASK)
+        if claim is not None:
+            request_hash = idempotency.fingerprint(fields, upload, source_url)
+            await idempotency.bind(session, claim, request_hash, job.id)
         await commit(session, ctx.hub)
     job_created(job.provider)  # committed: the job exists
     return job
@@ -104,18 +136,21 @@ def _content_length(request: Request) -> int | None:
 async def read_form(
     request: Request,
     ctx: GatewayContext,
-    job_id: str,
+    job_id: str | None,
     *,
     fields: frozenset[str] = FORM_FIELDS,
     repeatable: frozenset[str] = frozenset(),
     max_parts: int | None = None,
 ) -> tuple[JobFormReader, StoredUpload | None]:
-    """Stream a multipart body: the file to the job's audio key, the other fields kept."""
+    """Stream a multipart body: the file to the job's audio key, the other fields kept.
+
+    Without a ``job_id`` the file is only counted and hashed (a replayed request).
+    """
     limit = ctx.settings.max_upload_bytes
     declared = _content_length(request)
     if declared is not None and declared > limit + _FORM_OVERHEAD:
         raise PayloadTooLarge(f"the request is larger than the upload limit of {limit} bytes")
-    writer = ctx.storage.writer(audio_key(job_id))
+    writer = ctx.storage.writer(audio_key(job_id)) if job_id else DigestSink()
     try:
         reader = JobFormReader(
             request.headers["content-type"],
@@ -124,6 +159,7 @@ async def read_form(
             fields=fields,
             repeatable=repeatable,
             max_parts=max_parts,
+            idle_timeout=ctx.settings.upload_idle_timeout_seconds,
         )
         await reader.read(request.stream())
         upload = None
@@ -139,7 +175,7 @@ async def read_form(
 
 
 async def _read_form(
-    request: Request, ctx: GatewayContext, job_id: str
+    request: Request, ctx: GatewayContext, job_id: str | None
 ) -> tuple[JobFields, StoredUpload | None, str | None]:
     reader, upload = await read_form(request, ctx, job_id)
     raw = reader.fields
@@ -159,11 +195,26 @@ async def _read_form(
     for name in ("language", "callback_url"):
         if values.get(name) == "":
             values[name] = None
+    if "fallback_providers" in values:
+        values["fallback_providers"] = _name_list(values["fallback_providers"])
     try:
         fields = JobFields.model_validate(values)
     except ValidationError as exc:
         raise _invalid(exc) from None
     return fields, upload, raw.get("source_url")
+
+
+def _name_list(text: str) -> Any:
+    """A form field holding a JSON array, or names separated by commas."""
+    if text.lstrip().startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise InvalidRequest(
+                "'fallback_providers' is not valid JSON",
+                errors=[{"field": "fallback_providers", "message": "invalid JSON", "type": "json"}],
+            ) from None
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _json_object(name: str, text: str) -> dict[str, Any]:
@@ -205,12 +256,12 @@ def _invalid(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(detail, errors=errors)
 
 
-def _provider(ctx: GatewayContext, name: str) -> Provider:
+def _provider(ctx: GatewayContext, name: str, field: str = "provider") -> Provider:
     provider = ctx.providers.get(name)
     if provider is None:
         reason = ctx.providers.why_unavailable(name)
         raise InvalidRequest(
-            reason, errors=[{"field": "provider", "message": reason, "type": "provider"}]
+            reason, errors=[{"field": field, "message": reason, "type": "provider"}]
         )
     return provider
 
@@ -266,6 +317,7 @@ async def _validated_job(
         if not provider.capabilities.source_url:
             raise InvalidRequest(f"provider {provider.name!r} takes uploads only, not source_url")
         source = {"type": "url", "url": await _checked_url(ctx, "source_url", source_url)}
+    fallbacks = _checked_fallbacks(ctx, provider, fields, upload)
     callback_url = fields.callback_url
     if callback_url is not None:
         await _checked_url(ctx, "callback_url", callback_url)
@@ -289,10 +341,37 @@ async def _validated_job(
         provider_job_id=None,
         provider_status=None,
         error=None,
-        fallback_providers=[],
+        fallback_providers=fallbacks,
         provider_attempts=[],
-        deadline_at=None,
+        deadline_at=now + timedelta(seconds=ctx.settings.provider_deadline_seconds),
     )
+
+
+def _checked_fallbacks(
+    ctx: GatewayContext, primary: Provider, fields: JobFields, upload: StoredUpload | None
+) -> list[str]:
+    """Each fallback must be able to take this job as it is: enabled, the same
+    language and audio; it runs with its default options (the job's options
+    are the first provider's)."""
+    names = fields.fallback_providers
+    if len(set(names)) != len(names) or primary.name in names:
+        raise InvalidRequest(
+            "'fallback_providers' must not repeat a provider or name the job's own provider",
+            errors=[{"field": "fallback_providers", "message": "repeated", "type": "value"}],
+        )
+    for name in names:
+        fallback = _provider(ctx, name, "fallback_providers")
+        _check_language(fallback, fields.language)
+        if upload is not None:
+            _check_format(fallback, upload)
+            if not fallback.capabilities.upload and not ctx.settings.public_base_url:
+                raise InvalidRequest(
+                    f"fallback provider {name!r} fetches audio by URL only: send a source_url, "
+                    "or set PUBLIC_BASE_URL on the gateway"
+                )
+        elif not fallback.capabilities.source_url:
+            raise InvalidRequest(f"fallback provider {name!r} takes uploads only, not source_url")
+    return list(names)
 
 
 def _check_language(provider: Provider, language: str | None) -> None:

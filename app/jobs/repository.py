@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Insert, Table, bindparam, delete, insert, literal, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
 
 from app.events import TASKS_CHANNEL, announce
 from app.ids import looks_like_id
@@ -146,12 +147,17 @@ async def set_status(
     *,
     from_statuses: Sequence[str],
     values: dict[str, Any],
+    provider: str | None = None,
 ) -> bool:
-    """Move a job on only if it is still in one of ``from_statuses``: a late or
-    duplicated event can never move a job that has gone past them."""
+    """Move a job on only if it is still in one of ``from_statuses`` (and, when
+    given, still with ``provider``): a late or duplicated event can never move
+    a job that has gone past them."""
+    condition: ColumnElement[bool] = Job.status.in_(from_statuses)
+    if provider is not None:
+        condition &= Job.provider == provider
     result = await session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status.in_(from_statuses))
+        .where(Job.id == job_id, condition)
         .values(**values)
         .execution_options(synchronize_session=False)
     )

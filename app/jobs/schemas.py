@@ -53,6 +53,12 @@ class ArtifactOut(BaseModel):
     size: int
 
 
+class ProviderAttempt(BaseModel):
+    provider: str
+    error: JobError
+    at: datetime
+
+
 class JobOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -76,6 +82,9 @@ class JobOut(BaseModel):
                     },
                     "error": None,
                     "artifacts": [],
+                    "fallback_providers": [],
+                    "provider_attempts": [],
+                    "deadline_at": "2026-11-21T06:15:00Z",
                     "created_at": "2026-11-21T06:00:00Z",
                     "updated_at": "2026-11-21T06:00:02Z",
                     "completed_at": "2026-11-21T06:00:02Z",
@@ -96,6 +105,15 @@ class JobOut(BaseModel):
     source: Annotated[UploadSource | UrlSource, Field(discriminator="type")]
     error: JobError | None
     artifacts: list[ArtifactOut]
+    fallback_providers: list[str] = Field(
+        description="Providers to try next, in order, if `provider` keeps failing"
+    )
+    provider_attempts: list[ProviderAttempt] = Field(
+        description="Providers given up on for this job, in order, with their last error"
+    )
+    deadline_at: datetime | None = Field(
+        description="Until then the current provider's retryable errors are retried"
+    )
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
@@ -115,6 +133,9 @@ class JobOut(BaseModel):
             source=job.source,  # validated by the discriminator
             error=JobError.model_validate(job.error) if job.error else None,
             artifacts=[ArtifactOut.model_validate(a) for a in job.artifacts],
+            fallback_providers=job.fallback_providers,
+            provider_attempts=[ProviderAttempt.model_validate(a) for a in job.provider_attempts],
+            deadline_at=job.deadline_at,
             created_at=job.created_at,
             updated_at=job.updated_at,
             completed_at=job.completed_at,
@@ -136,6 +157,9 @@ class JobFields(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
     callback_url: str | None = Field(default=None, max_length=2048)
+    fallback_providers: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list, max_length=5
+    )
 
     @field_validator("language")
     @classmethod

@@ -1,6 +1,8 @@
 """The job state machine: every change of a job's status goes through here.
 
     queued ──▶ processing ──▶ completed | failed | canceled
+       ▲          │
+       └──────────┘  falling back to the job's next provider
        └──────────────────────▶ completed | failed | canceled
 
 Terminal statuses never change again: each transition is a conditional
@@ -13,7 +15,7 @@ a rolled-back transition is never counted.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -41,10 +43,18 @@ def is_terminal(status: str) -> bool:
 
 
 async def _move(
-    session: AsyncSession, job_id: str, from_statuses: tuple[str, ...], values: dict[str, Any]
+    session: AsyncSession,
+    job_id: str,
+    from_statuses: tuple[str, ...],
+    values: dict[str, Any],
+    provider: str | None = None,
 ) -> bool:
     moved = await repository.set_status(
-        session, job_id, from_statuses=from_statuses, values={**values, "updated_at": utcnow()}
+        session,
+        job_id,
+        from_statuses=from_statuses,
+        values={**values, "updated_at": utcnow()},
+        provider=provider,
     )
     if moved:
         await announce(session, JOBS_CHANNEL, job_id)
@@ -175,4 +185,39 @@ async def cancel(session: AsyncSession, job_id: str, *, at_vendor: bool = False)
             await queue.enqueue(session, CANCEL_TASK, job_id)
         await deliveries.record_event(session, job_id, "job.canceled")
         await _count_on_commit(session, job_id, JobStatus.canceled.value)
+    return moved
+
+
+def next_provider(job: Job) -> str | None:
+    """The provider after the current one: the chain is [first, *fallback_providers]
+    and the current one is at index len(provider_attempts)."""
+    index = len(job.provider_attempts)
+    return job.fallback_providers[index] if index < len(job.fallback_providers) else None
+
+
+async def fall_back(
+    session: AsyncSession, job: Job, error: dict[str, Any], deadline: timedelta
+) -> bool:
+    """Give up on the job's current provider (recording why) and queue it for the next."""
+    following = next_provider(job)
+    assert following is not None
+    now = utcnow()
+    tried = {"provider": job.provider, "error": error, "at": now.isoformat()}
+    moved = await _move(
+        session,
+        job.id,
+        ACTIVE,
+        {
+            "status": JobStatus.queued.value,
+            "provider": following,
+            "provider_attempts": [*job.provider_attempts, tried],
+            "provider_job_id": None,
+            "provider_status": None,
+            "deadline_at": now + deadline,
+        },
+        provider=job.provider,
+    )
+    if moved:
+        await queue.cancel_for_job(session, job.id, (SUBMIT_TASK, POLL_TASK))
+        await queue.enqueue(session, SUBMIT_TASK, job.id)
     return moved

@@ -22,6 +22,22 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 KEEPALIVE_SECONDS = 15.0
 
+# Before OpenAPI 3.2's `itemSchema`, the schema of an event stream describes one event.
+_EVENT_SCHEMA = {
+    "type": "object",
+    "description": "One event (keep-alive comments aside)",
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string", "enum": ["status", "deleted"]},
+        "data": {
+            "type": "string",
+            "description": "JSON: for `status` the job, as `GET /jobs/{job_id}` answers it; "
+            "for `deleted`, `{}`",
+        },
+    },
+    "required": ["event", "data"],
+}
+
 
 @router.get(
     "/{job_id}/events",
@@ -32,7 +48,7 @@ KEEPALIVE_SECONDS = 15.0
         200: {
             "description": "`event: status` with the job as `data`, once per change, "
             "ending after the terminal status",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}},
         },
         **AUTH_ERRORS,
         **NOT_FOUND,

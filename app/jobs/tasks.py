@@ -7,8 +7,12 @@ in one more: a crash in between repeats the step, never half of it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.context import GatewayContext
 from app.db import utcnow
 from app.events import commit
-from app.jobs import repository, service
+from app.jobs import ledger, repository, service
 from app.jobs.sources import download_source
 from app.links import callback_url, media_url
 from app.models import Job
@@ -27,14 +31,17 @@ from app.providers.base import (
     Provider,
     ProviderError,
     ProviderUpdate,
+    RetryableProviderError,
     SubmitRequest,
 )
+from app.providers.guard import VendorUnavailable
 from app.queue import repository as queue
 from app.queue.repository import ClaimedTask
 from app.queue.worker import TaskHandler
 from app.storage import audio_key
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def poll_delay(job: Job, hint: float | None) -> float:
@@ -68,19 +75,45 @@ class _JobStep:
         return provider
 
     @staticmethod
-    def _options(job: Job, provider: Provider) -> BaseModel:
-        """The job's options as the provider's options_model has them."""
+    async def _before_deadline(job: Job, call: Awaitable[T]) -> T:
+        """A vendor that hangs is cut off at the job's deadline (the adapters'
+        own timeouts are long: a synchronous transcription may take minutes)."""
+        if job.deadline_at is None:
+            return await call
+        left = (job.deadline_at - utcnow()).total_seconds()
         try:
-            return provider.options_model.model_validate(job.options)
+            return await asyncio.wait_for(call, timeout=max(left, 1.0))
+        except TimeoutError:
+            raise RetryableProviderError(
+                f"provider {job.provider!r} did not answer before the job's deadline"
+            ) from None
+
+    @staticmethod
+    def _options(job: Job, provider: Provider) -> BaseModel:
+        """The job's options as the provider's options_model has them. They were
+        given for the job's first provider: a fallback runs with its defaults."""
+        try:
+            return provider.options_model.model_validate(
+                {} if job.provider_attempts else job.options
+            )
         except ValidationError as exc:  # options were checked at creation; settings changed?
             raise PermanentProviderError("invalid_options", str(exc)) from None
 
-    async def _apply(self, job: Job, task: ClaimedTask, update: ProviderUpdate) -> None:
+    async def _apply(
+        self,
+        job: Job,
+        task: ClaimedTask,
+        update: ProviderUpdate,
+        submission: int | None = None,
+    ) -> None:
         """Record what the vendor said, and end or reschedule this task, atomically."""
         artifacts: list[dict] = []
         if update.status == "completed" and update.result is not None:
             artifacts = service.store_artifacts(self.ctx.storage, job.id, update.result)
         async with self.ctx.sessions() as session:
+            if submission is not None:
+                outcome = ledger.REFUSED if update.status == "failed" else ledger.ACCEPTED
+                await ledger.settle(session, submission, outcome, update.provider_job_id)
             if update.status == "completed" and update.result is not None:
                 await service.complete(
                     session,
@@ -121,22 +154,110 @@ class _JobStep:
         )
 
     async def _fail_and_finish(
-        self, job_id: str, task: ClaimedTask, error: PermanentProviderError
+        self,
+        job_id: str,
+        task: ClaimedTask,
+        error: PermanentProviderError,
+        submission: int | None = None,
     ) -> None:
         async with self.ctx.sessions() as session:
+            if submission is not None:
+                await ledger.settle(session, submission, ledger.REFUSED)
             await self._fail(session, job_id, error, None)
             await queue.finish(session, task)
             await commit(session, self.ctx.hub)
 
+    async def _retryable(
+        self, job: Job, task: ClaimedTask, exc: RetryableProviderError, submission: int | None
+    ) -> None:
+        """The vendor failed in a way worth retrying: retry (raise, and the worker
+        backs off) until the job's deadline for this vendor, then move on."""
+        if submission is not None:
+            async with self.ctx.sessions() as session:
+                await ledger.settle(session, submission, ledger.RETRYABLE)
+                await session.commit()
+        deadline = job.deadline_at
+        if deadline is not None:
+            now = utcnow()
+            wait = timedelta(seconds=exc.retry_after or 0)
+            if now >= deadline or now + wait > deadline:
+                await self._give_up_on_provider(job, task, self._deadline_error(job, exc))
+                return
+            exc.retry_not_after = deadline  # type: ignore[attr-defined]
+        raise exc
+
+    def _deadline_error(self, job: Job, exc: ProviderError) -> dict[str, Any]:
+        seconds = int(self.ctx.settings.provider_deadline_seconds)
+        return {
+            "code": "deadline_exceeded",
+            "message": f"provider {job.provider!r} kept failing for {seconds} s "
+            f"(its deadline); last error: {exc.message}",
+            "retryable": True,
+            "provider_detail": exc.provider_detail,
+        }
+
+    async def _vendor_unavailable(
+        self, job: Job, task: ClaimedTask, exc: VendorUnavailable, *, before_submit: bool
+    ) -> None:
+        """The vendor was not called (its breaker is open, or our cap on calls to it
+        is reached). A job not yet at the vendor moves to its next provider when
+        the breaker is open; otherwise the task waits, without counting a try."""
+        if exc.reason == "circuit_open":
+            error = {
+                "code": "provider_unavailable",
+                "message": f"provider {job.provider!r} keeps failing: calls to it are "
+                "paused (circuit breaker open)",
+                "retryable": True,
+                "provider_detail": None,
+            }
+            past_deadline = job.deadline_at is not None and utcnow() >= job.deadline_at
+            if (before_submit and service.next_provider(job)) or past_deadline:
+                await self._give_up_on_provider(job, task, error)
+                return
+        run_at = utcnow() + timedelta(seconds=exc.retry_in * random.uniform(1.0, 1.2))
+        if exc.reason == "circuit_open" and job.deadline_at is not None:
+            run_at = min(run_at, job.deadline_at)  # to give up on time, not to call sooner
+        async with self.ctx.sessions() as session:
+            await queue.defer(session, task, run_at)
+            await session.commit()
+
+    async def _give_up_on_provider(
+        self, job: Job, task: ClaimedTask, error: dict[str, Any]
+    ) -> None:
+        async with self.ctx.sessions() as session:
+            await self._move_on(session, job, error)
+            await queue.finish(session, task)
+            await commit(session, self.ctx.hub)
+
+    async def _move_on(self, session: AsyncSession, job: Job, error: dict[str, Any]) -> None:
+        """To the job's next provider if it has one, else the job fails with ``error``."""
+        if service.next_provider(job) is not None:
+            deadline = timedelta(seconds=self.ctx.settings.provider_deadline_seconds)
+            if await service.fall_back(session, job, error, deadline):
+                log.warning(
+                    "job %s: giving up on %s (%s), trying %s",
+                    job.id,
+                    job.provider,
+                    error["code"],
+                    service.next_provider(job),
+                )
+            return
+        await service.fail(session, job.id, **error)
+
     async def give_up(self, session: AsyncSession, task: ClaimedTask, error: Exception) -> None:
         message = error.message if isinstance(error, ProviderError) else "an internal error"
-        await service.fail(
+        job = await repository.get(session, task.job_id)
+        if job is None:
+            return
+        await self._move_on(
             session,
-            task.job_id,
-            code="provider_unavailable",
-            retryable=True,
-            message=f"gave up after {task.attempts} attempts: {message}",
-            provider_detail=getattr(error, "provider_detail", None),
+            job,
+            {
+                "code": "provider_unavailable",
+                "retryable": True,
+                "message": f"gave up after {task.attempts} attempts: {message}",
+                "provider_detail": getattr(error, "provider_detail", None),
+            },
         )
 
 
@@ -145,19 +266,68 @@ class SubmitStep(_JobStep):
         job = await self._load(task)
         if job is None:
             return
+        submission: int | None = None
         try:
             provider = self._provider(job)
             request = await self._request(job, provider)
-            if provider.capabilities.synchronous:
-                # The engine works while we wait: the client should see it is in hand.
-                async with self.ctx.sessions() as session:
-                    await service.mark_processing(session, job.id, job.id, "running")
-                    await commit(session, self.ctx.hub)
-            update = await provider.submit(request)
+            ledgered = not getattr(provider, "resubmit_is_free", False)
+            if ledgered and await self._interrupted_before(job, task):
+                return
+            with self.ctx.guard.slot(provider.name):
+                if ledgered:
+                    submission = await self._begin_submission(job)
+                if provider.capabilities.synchronous:
+                    # The engine works while we wait: the client should see it is in hand.
+                    async with self.ctx.sessions() as session:
+                        await service.mark_processing(session, job.id, job.id, "running")
+                        await commit(session, self.ctx.hub)
+                update = await self._before_deadline(job, provider.submit(request))
         except PermanentProviderError as exc:
-            await self._fail_and_finish(job.id, task, exc)
+            await self._fail_and_finish(job.id, task, exc, submission)
             return
-        await self._apply(job, task, update)
+        except VendorUnavailable as exc:
+            await self._vendor_unavailable(job, task, exc, before_submit=True)
+            return
+        except RetryableProviderError as exc:
+            await self._retryable(job, task, exc, submission)
+            return
+        await self._apply(job, task, update, submission)
+
+    async def _interrupted_before(self, job: Job, task: ClaimedTask) -> bool:
+        """A submit to this vendor was started and never settled: the gateway died
+        while the vendor had the request, which it may have accepted and billed.
+        Unless RESUBMIT_IN_DOUBT is set, the job fails rather than pay twice."""
+        async with self.ctx.sessions() as session:
+            interrupted = await ledger.open_submission(session, job.id, job.provider)
+            if interrupted is None:
+                return False
+            await ledger.settle(session, interrupted, ledger.IN_DOUBT)
+            resubmit = self.ctx.settings.resubmit_in_doubt
+            if not resubmit:
+                await service.fail(
+                    session,
+                    job.id,
+                    code="submit_interrupted",
+                    retryable=True,
+                    message=f"the gateway stopped while submitting to {job.provider!r}; the "
+                    "vendor may have the job (and bill it), so it was not sent again. Create "
+                    "a new job to try again.",
+                )
+                await queue.finish(session, task)
+            await commit(session, self.ctx.hub)
+        log.warning(
+            "job %s: a submit to %s was cut off by a restart; %s",
+            job.id,
+            job.provider,
+            "sending it again" if resubmit else "failing the job rather than risk paying twice",
+        )
+        return not resubmit
+
+    async def _begin_submission(self, job: Job) -> int:
+        async with self.ctx.sessions() as session:
+            submission = await ledger.begin(session, job.id, job.provider)
+            await session.commit()
+        return submission
 
     async def _request(self, job: Job, provider: Provider) -> SubmitRequest:
         options = self._options(job, provider)
@@ -228,9 +398,19 @@ class PollStep(_JobStep):
             provider = self._provider(job)
             if job.provider_job_id is None:
                 raise PermanentProviderError("internal", "the job has no provider job id to poll")
-            update = await provider.fetch(job.provider_job_id, self._options(job, provider))
+            with self.ctx.guard.slot(provider.name):
+                options = self._options(job, provider)
+                update = await self._before_deadline(
+                    job, provider.fetch(job.provider_job_id, options)
+                )
         except PermanentProviderError as exc:
             await self._fail_and_finish(job.id, task, exc)
+            return
+        except VendorUnavailable as exc:
+            await self._vendor_unavailable(job, task, exc, before_submit=False)
+            return
+        except RetryableProviderError as exc:
+            await self._retryable(job, task, exc, None)
             return
         await self._apply(job, task, update)
 

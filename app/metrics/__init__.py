@@ -61,6 +61,12 @@ WEBHOOK_ATTEMPTS = Counter(
     "failed (given up)",
     ["outcome"],
 )
+RATE_LIMITED = Counter(
+    "stt_rate_limited",
+    "Requests refused with 429 by the gateway's own limits, by reason: "
+    "requests_per_second, jobs_in_flight",
+    ["reason"],
+)
 HTTP_REQUESTS = Counter(
     "stt_http_requests",
     "HTTP requests served, by method, route template and status",
@@ -91,6 +97,10 @@ def vendor_call(vendor: str, operation: str, outcome: str, seconds: float) -> No
 
 def webhook_attempt(outcome: str) -> None:
     WEBHOOK_ATTEMPTS.labels(outcome).inc()
+
+
+def rate_limited(reason: str) -> None:
+    RATE_LIMITED.labels(reason).inc()
 
 
 # Counting what a transaction did, only once it is committed.

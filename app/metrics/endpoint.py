@@ -11,7 +11,7 @@ from prometheus_client.exposition import generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import utcnow
-from app.deps import Ctx, CurrentClient
+from app.deps import Ctx, UnmeteredClient
 from app.jobs.endpoints import AUTH_ERRORS
 from app.queue.repository import queue_stats
 
@@ -59,9 +59,9 @@ async def _queue_gauges(ctx: Ctx) -> bytes:
     response_class=Response,
     responses={
         200: {"description": "Prometheus text exposition format", "content": {"text/plain": {}}},
-        **AUTH_ERRORS,
+        401: AUTH_ERRORS[401],  # never rate limited
     },
 )
-async def metrics(ctx: Ctx, _client: CurrentClient) -> Response:
+async def metrics(ctx: Ctx, _client: UnmeteredClient) -> Response:
     body = generate_latest(REGISTRY) + await _queue_gauges(ctx)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

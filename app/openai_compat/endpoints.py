@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from app import limits
 from app.context import GatewayContext
 from app.deps import Caller, Ctx, CurrentClient
 from app.errors import field_errors
@@ -368,6 +369,10 @@ def _error_doc(description: str) -> dict[str, Any]:
         404: _error_doc("The model names no provider enabled on this gateway"),
         409: _error_doc("The job was canceled while the request waited"),
         413: _error_doc("The file is over the upload limit"),
+        429: _error_doc(
+            "Over this API key's rate limit (requests per second, or jobs queued or "
+            "processing): `Retry-After` says when to try again"
+        ),
         500: _error_doc("The job failed inside the gateway"),
         502: _error_doc("The job failed at the provider (the job's error code and message)"),
         503: _error_doc("The database is unavailable"),
@@ -375,6 +380,7 @@ def _error_doc(description: str) -> dict[str, Any]:
     },
 )
 async def create_transcription(request: Request, ctx: Ctx, client: CurrentClient) -> Response:
+    await limits.check_jobs_in_flight(ctx, client.id)  # before the upload is read
     job, asked = await _create_job(request, ctx, client)
     done = await wait_until_terminal(ctx, request, client, job.id, MAX_WAIT_SECONDS)
     if done is None:

@@ -24,6 +24,7 @@ from app.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     ServiceUnavailable,
     Unauthorized,
     UnsupportedMediaType,
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 INVALID_REQUEST = "invalid_request_error"
 SERVER_ERROR = "server_error"
+# OpenAI's 429 for too many requests; the SDK waits `Retry-After` and sends it again.
+RATE_LIMIT_TYPE, RATE_LIMIT_CODE = "requests", "rate_limit_exceeded"
 # The OpenAI SDK obeys this header: a refusal or a failed job is not sent again.
 NO_RETRY = {"x-should-retry": "false"}
 
@@ -98,6 +101,10 @@ def from_api_error(exc: ApiError) -> OpenAIError:
         return OpenAIError(400, exc.detail, param=_param(exc.errors))
     if isinstance(exc, NotFound):
         return OpenAIError(404, exc.detail)
+    if isinstance(exc, RateLimited):
+        return OpenAIError(
+            429, exc.detail, type=RATE_LIMIT_TYPE, code=RATE_LIMIT_CODE, headers=exc.headers
+        )
     if isinstance(exc, ServiceUnavailable):
         return OpenAIError(503, exc.detail, type=SERVER_ERROR, headers=exc.headers)
     kind = INVALID_REQUEST if exc.status < 500 else SERVER_ERROR

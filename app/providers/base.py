@@ -127,6 +127,9 @@ class Provider(Protocol):
     capabilities: ClassVar[Capabilities]
     options_model: ClassVar[type[BaseModel]]
     needs_local_audio: ClassVar[bool]  # True: a source_url is downloaded before submit
+    # Optional (read with getattr, default False): True when sending a submit
+    # twice costs nothing, so the submit ledger can be skipped.
+    # resubmit_is_free: ClassVar[bool]
 
     async def submit(self, request: SubmitRequest) -> ProviderUpdate: ...
 

@@ -77,6 +77,8 @@ class LocalProvider:
     name: ClassVar[str] = "local"
     needs_local_audio: ClassVar[bool] = True
     options_model: ClassVar[type[BaseModel]] = NoOptions
+    # Running it again costs nothing: a submit cut off by a crash is simply redone.
+    resubmit_is_free: ClassVar[bool] = True
     # The protocol wants a class variable, so ffmpeg is looked for once, at import.
     capabilities: ClassVar[Capabilities] = local_capabilities()
     unsupported_format_hint: ClassVar[str] = (

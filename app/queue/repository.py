@@ -112,6 +112,17 @@ async def reschedule(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def defer(session: AsyncSession, task: ClaimedTask, run_at: datetime) -> bool:
+    """Put a task back untried (nothing was attempted): its claim is not counted."""
+    result = await session.execute(
+        update(Task)
+        .where(_owned(task))
+        .values(run_at=run_at, claim_token=None, attempts=Task.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def extend_lease(session: AsyncSession, task: ClaimedTask, lease: timedelta) -> bool:
     result = await session.execute(
         update(Task)

@@ -59,6 +59,11 @@ class Worker:
             if free > 0:
                 self._hub.tasks_due.clear()
                 claimed = await self._claim(free)
+                if self._stopping.is_set():
+                    # stop() came during the claim: these would start after its grace
+                    # period began, and run on into the process's shutdown.
+                    await self._release(claimed)
+                    break
                 for task in claimed:
                     runner = asyncio.create_task(self._execute(task))
                     self._running[runner] = task
@@ -77,10 +82,16 @@ class Worker:
             for runner in pending:
                 runner.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            with contextlib.suppress(SQLAlchemyError, OSError):
-                async with self._sessions() as session:
-                    await queue.release(session, left)
-                    await session.commit()
+            await self._release(left)
+
+    async def _release(self, tasks: list[ClaimedTask]) -> None:
+        """Hand tasks back for another worker now (else their leases run out first)."""
+        if not tasks:
+            return
+        with contextlib.suppress(SQLAlchemyError, OSError):
+            async with self._sessions() as session:
+                await queue.release(session, tasks)
+                await session.commit()
 
     async def _claim(self, limit: int) -> list[ClaimedTask]:
         try:
@@ -171,6 +182,10 @@ class Worker:
                         cap=self._settings.retry_max_seconds,
                         retry_after=retry_after,
                     )
+                    # A job's deadline: the last retry comes at it, not after it.
+                    not_after = getattr(exc, "retry_not_after", None)
+                    if not_after is not None:
+                        delay = min(delay, max(0.0, (not_after - utcnow()).total_seconds()))
                     await queue.reschedule(
                         session, task, utcnow() + timedelta(seconds=delay), error=message
                     )

@@ -111,8 +111,11 @@ def gateway_env(settings: Settings, **extra: str) -> dict[str, str]:
 class GatewayProcess:
     """``stt-gateway serve`` (or ``worker``) as a real process, killable with SIGKILL."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], log_path: Path, *args: str, port: int | None = None
+    ) -> None:
+        # The same port as a killed process: links given to vendors still reach it.
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.args = args or ("serve", "--port", str(self.port))
         self.env = env

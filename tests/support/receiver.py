@@ -27,12 +27,14 @@ class Received:
     headers: dict[str, str]
     body: bytes
     verified_with: list[int]  # indexes of the secrets whose signature matched
+    answered: int = 0  # the status the receiver answered (0 while it hangs)
 
 
 class WebhookReceiver:
     def __init__(self, *secrets: str) -> None:
         self.secrets = list(secrets)
         self.answers: deque[int | tuple[int, dict[str, str]]] = deque()
+        self.default_answer = 200  # when ``answers`` is empty
         self.received: list[Received] = []
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -48,12 +50,14 @@ class WebhookReceiver:
                 verified.append(index)
             except WebhookVerificationError:
                 pass
-        self.received.append(Received(time.monotonic(), headers, body, verified))
-        answer = self.answers.popleft() if self.answers else 200
+        received = Received(time.monotonic(), headers, body, verified)
+        self.received.append(received)
+        answer = self.answers.popleft() if self.answers else self.default_answer
         status, extra = answer if isinstance(answer, tuple) else (answer, {})
         if status == HANG:
             await asyncio.sleep(30)
             status = 200
+        received.answered = status
         return Response(f"answer {status}", status_code=status, headers=extra)
 
     def start(self) -> WebhookReceiver:

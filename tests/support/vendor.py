@@ -127,6 +127,10 @@ class FakeVendor:
         for _ in range(times):
             self._faults[operation].append(Fault(status, headers or {}, body))
 
+    def clear_faults(self) -> None:
+        """Answer normally again: the faults still queued are dropped."""
+        self._faults.clear()
+
     def calls(self, operation: str) -> list[Recorded]:
         return [r for r in self.requests if r.operation == operation]
 

@@ -1,0 +1,49 @@
+"""The submit ledger: a row committed before a vendor is asked to take a job.
+
+No vendor we support documents an idempotency key, so after a crash the only
+way to know whether a submit may have reached the vendor is to have written
+down, beforehand, that it was about to. A row still open when the submit step
+runs again means exactly that: the request was out when the gateway died.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.models import ProviderSubmission
+
+ACCEPTED = "accepted"  # the vendor took it (its job id is kept)
+REFUSED = "refused"  # the vendor said no: nothing to pay for
+RETRYABLE = "retryable"  # an error answer (5xx, 429, …): the vendor did not take it
+IN_DOUBT = "in_doubt"  # the gateway died while the vendor had the request
+
+
+async def open_submission(session: AsyncSession, job_id: str, provider: str) -> int | None:
+    """The id of a submit to this vendor that was started and never settled."""
+    return await session.scalar(
+        select(ProviderSubmission.id).where(
+            ProviderSubmission.job_id == job_id,
+            ProviderSubmission.provider == provider,
+            ProviderSubmission.outcome.is_(None),
+        )
+    )
+
+
+async def begin(session: AsyncSession, job_id: str, provider: str) -> int:
+    row = ProviderSubmission(job_id=job_id, provider=provider, started_at=utcnow())
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def settle(
+    session: AsyncSession, submission_id: int, outcome: str, provider_job_id: str | None = None
+) -> None:
+    await session.execute(
+        update(ProviderSubmission)
+        .where(ProviderSubmission.id == submission_id)
+        .values(outcome=outcome, finished_at=utcnow(), provider_job_id=provider_job_id)
+        .execution_options(synchronize_session=False)
+    )
