@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # Uploads
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_source_url_bytes: int = Field(default=2 * 1024**3, gt=0)
+    # The whole download of a source_url, redirects included
+    source_url_timeout_seconds: float = Field(default=600.0, gt=0)
     # An upload whose client sends nothing for this long is answered 408 and dropped
     upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
     # Loopback, link-local and private addresses in source_url / callback_url

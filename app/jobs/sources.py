@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urljoin
 
 import httpx
@@ -22,8 +23,23 @@ async def download_source(
     *,
     max_bytes: int,
     allow_private: bool,
+    max_seconds: float,
 ) -> AudioFormat:
-    """Stream ``url`` into ``writer``; every hop is checked before it is requested."""
+    """Stream ``url`` into ``writer``; every hop is checked before it is requested.
+    The whole download is bounded by ``max_seconds`` (a source that trickles its
+    bytes would otherwise pass every per-read timeout)."""
+    try:
+        async with asyncio.timeout(max_seconds):
+            return await _download(http, url, writer, max_bytes, allow_private)
+    except TimeoutError:
+        raise PermanentProviderError(
+            "source_too_slow", f"source_url did not finish downloading within {max_seconds:g} s"
+        ) from None
+
+
+async def _download(
+    http: httpx.AsyncClient, url: str, writer: BlobWriter, max_bytes: int, allow_private: bool
+) -> AudioFormat:
     for _ in range(_MAX_REDIRECTS + 1):
         try:
             await check_url_target(url, allow_private=allow_private)

@@ -366,6 +366,7 @@ class SubmitStep(_JobStep):
                 writer,
                 max_bytes=self.ctx.settings.max_source_url_bytes,
                 allow_private=self.ctx.settings.allow_private_urls,
+                max_seconds=self.ctx.settings.source_url_timeout_seconds,
             )
             await writer.commit()
         except BaseException:

@@ -9,6 +9,7 @@ the schedule used up     failed (POST /jobs/{id}/deliveries/{id}/retry sends it 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -61,22 +62,37 @@ async def attempt_once(
     started = time.perf_counter()
     retry_after = None
     try:
-        response = await http.post(
-            target.url,
-            content=body.encode(),
-            headers=headers,
-            timeout=settings.webhook_timeout_seconds,
-            follow_redirects=False,
-        )
-        attempt.status_code = response.status_code
-        attempt.response_excerpt = response.text[:_EXCERPT_CHARS] or None
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-    except httpx.TimeoutException:
-        attempt.error = f"no answer within {settings.webhook_timeout_seconds:g} s"
+        # The whole exchange, not each read, is bounded: a receiver that trickles
+        # its answer byte by byte cannot hold a worker slot; and only the start
+        # of the answer is read, however large it is.
+        async with asyncio.timeout(settings.webhook_timeout_seconds):
+            async with http.stream(
+                "POST",
+                target.url,
+                content=body.encode(),
+                headers=headers,
+                timeout=settings.webhook_timeout_seconds,
+                follow_redirects=False,
+            ) as response:
+                attempt.status_code = response.status_code
+                attempt.response_excerpt = await _excerpt(response) or None
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+    except (httpx.TimeoutException, TimeoutError):
+        if attempt.status_code is None:  # else only the excerpt was cut short
+            attempt.error = f"no answer within {settings.webhook_timeout_seconds:g} s"
     except httpx.TransportError as exc:
         attempt.error = f"{type(exc).__name__}: could not deliver"
     attempt.duration_ms = int((time.perf_counter() - started) * 1000)
     return attempt, retry_after
+
+
+async def _excerpt(response: httpx.Response) -> str:
+    head = b""
+    async for chunk in response.aiter_raw():
+        head += chunk
+        if len(head) >= _EXCERPT_CHARS * 4:  # enough bytes for the characters kept
+            break
+    return head.decode("utf-8", "replace")[:_EXCERPT_CHARS]
 
 
 def decide(attempt: WebhookAttempt, retry_after: float | None, settings: Settings) -> Decision:

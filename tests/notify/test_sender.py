@@ -12,6 +12,7 @@ from app.notify.deliveries import Target
 from app.notify.sender import attempt_once, decide
 from app.notify.signing import signed_headers
 from tests.support.gateway import gateway_settings
+from tests.support.trickle import TricklingServer
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -77,3 +78,35 @@ def test_the_official_library_verifies_our_signature():
     headers = signed_headers("msg_1", now, '{"a":1}', [SECRET])
     assert Webhook(SECRET).verify('{"a":1}', headers) == {"a": 1}
     assert headers["webhook-timestamp"] == str(int(now.timestamp()))
+
+
+async def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_timeout(tmp_path):
+    settings = gateway_settings(
+        "sqlite+aiosqlite://", tmp_path, allow_private_urls=True, webhook_timeout_seconds=1.0
+    )
+    server = TricklingServer(b"ok" * 100, trickle_headers=True)  # each byte well within 1 s
+    try:
+        async with httpx.AsyncClient() as http:
+            attempt, _ = await attempt_once(http, settings, _target(server.url))
+    finally:
+        server.close()
+    assert attempt.status_code is None
+    assert attempt.error == "no answer within 1 s"
+    assert attempt.duration_ms < 2500
+    assert decide(attempt, None, settings).status == "pending"  # retried later
+
+
+async def test_only_the_start_of_a_slow_or_huge_answer_is_read(tmp_path):
+    settings = gateway_settings(
+        "sqlite+aiosqlite://", tmp_path, allow_private_urls=True, webhook_timeout_seconds=1.0
+    )
+    server = TricklingServer(b"x" * 10_000_000)  # the status at once, then a byte at a time
+    try:
+        async with httpx.AsyncClient() as http:
+            attempt, _ = await attempt_once(http, settings, _target(server.url))
+    finally:
+        server.close()
+    assert attempt.status_code == 200
+    assert attempt.error is None
+    assert attempt.duration_ms < 2500
+    assert decide(attempt, None, settings).status == "succeeded"

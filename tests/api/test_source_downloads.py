@@ -1,0 +1,143 @@
+"""Downloading a job's source_url: every redirect is checked, and the size and
+the total time are capped. Real sockets on loopback where the address allows
+it; a public first hop cannot be reached from here, so the redirect cases give
+httpx a transport that answers as the internet would."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.jobs.sources import download_source
+from app.providers.base import PermanentProviderError
+from app.storage import LocalStorage
+from tests.conftest import SPEECH_WAV
+from tests.support.trickle import TricklingServer
+
+PUBLIC = "http://93.184.216.34/speech.wav"  # an address literal: no DNS needed
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "blobs")
+
+
+@pytest.fixture
+def trickle() -> Iterator[TricklingServer]:
+    server = TricklingServer(SPEECH_WAV.read_bytes())
+    yield server
+    server.close()
+
+
+async def _download(
+    http: httpx.AsyncClient,
+    storage: LocalStorage,
+    url: str,
+    *,
+    max_bytes: int = 10**8,
+    max_seconds: float = 30,
+    allow_private: bool = False,
+) -> str:
+    writer = storage.writer("job_1/audio")
+    try:
+        fmt = await download_source(
+            http,
+            url,
+            writer,
+            max_bytes=max_bytes,
+            allow_private=allow_private,
+            max_seconds=max_seconds,
+        )
+        await writer.commit()
+        return fmt
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _redirecting(hops: dict[str, str], final: bytes) -> httpx.MockTransport:
+    """Each URL in ``hops`` answers 302 to its value; any other URL the audio."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        target = hops.get(str(request.url))
+        if target is not None:
+            return httpx.Response(302, headers={"location": target})
+        return httpx.Response(200, content=final, headers={"content-type": "audio/wav"})
+
+    return httpx.MockTransport(answer)
+
+
+async def test_a_source_that_trickles_is_cut_off_by_the_total_time_cap(
+    storage: LocalStorage, trickle: TricklingServer
+) -> None:
+    async with httpx.AsyncClient() as http:
+        began = time.monotonic()
+        with pytest.raises(PermanentProviderError) as caught:
+            await _download(http, storage, trickle.url, max_seconds=1.0, allow_private=True)
+    assert time.monotonic() - began < 3  # each byte came well within any read timeout
+    assert caught.value.code == "source_too_slow"
+    assert "1 s" in caught.value.message
+    assert not list(storage.root.rglob("audio"))  # nothing kept
+
+
+@pytest.mark.parametrize(
+    "private",
+    ["http://169.254.169.254/latest/meta-data", "http://127.0.0.1:9/a.wav", "http://10.0.0.7/a"],
+)
+async def test_a_redirect_to_a_private_address_is_refused_before_it_is_requested(
+    storage: LocalStorage, private: str
+) -> None:
+    requested: list[str] = []
+    transport = _redirecting({PUBLIC: private}, SPEECH_WAV.read_bytes())
+
+    async def record(request: httpx.Request) -> httpx.Response:
+        requested.append(str(request.url))
+        return transport.handle_request(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as http:
+        with pytest.raises(PermanentProviderError) as caught:
+            await _download(http, storage, PUBLIC)
+    assert caught.value.code == "source_refused"
+    assert requested == [PUBLIC]  # the private hop was never asked
+
+
+async def test_a_public_redirect_is_followed(storage: LocalStorage) -> None:
+    second = "http://93.184.216.35/moved.wav"
+    transport = _redirecting({PUBLIC: second}, SPEECH_WAV.read_bytes())
+    async with httpx.AsyncClient(transport=transport) as http:
+        assert await _download(http, storage, PUBLIC) == "wav"
+
+
+async def test_too_many_redirects_fail_the_job(storage: LocalStorage) -> None:
+    hops = {f"http://93.184.216.{i}/a.wav": f"http://93.184.216.{i + 1}/a.wav" for i in range(9)}
+    async with httpx.AsyncClient(transport=_redirecting(hops, b"")) as http:
+        with pytest.raises(PermanentProviderError) as caught:
+            await _download(http, storage, "http://93.184.216.0/a.wav")
+    assert caught.value.code == "source_unavailable"
+    assert "redirects too many times" in caught.value.message
+
+
+@pytest.mark.parametrize("declared", [True, False])
+async def test_a_source_larger_than_the_cap_is_refused(
+    storage: LocalStorage, declared: bool
+) -> None:
+    body = SPEECH_WAV.read_bytes()
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
+        yield body[:50000]
+        yield body[50000:]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if declared:
+            return httpx.Response(200, content=body)
+        return httpx.Response(200, content=chunks())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        with pytest.raises(PermanentProviderError) as caught:
+            await _download(http, storage, PUBLIC, max_bytes=60000)
+    assert caught.value.code == "source_too_large"
+    assert not list(storage.root.rglob("audio"))
