@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
-from app import limits
 from app.deps import Caller, Ctx, CurrentClient, Session
 from app.errors import Conflict, InvalidRequest, NotFound, problem_response_doc
 from app.events import commit
@@ -193,7 +192,6 @@ async def create_job(
         ),
     ] = None,
 ) -> JSONResponse:
-    await limits.check_jobs_in_flight(ctx, client.id)  # before the upload is read
     job, replayed = await intake.create_job(request, ctx, client, idempotency_key)
     headers = {"Location": f"/jobs/{job.id}"}
     if replayed:

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 
-from app import logs
+from app import limits, logs
 from app.context import GatewayContext
 from app.db import utcnow
 from app.deps import Caller
@@ -55,6 +55,7 @@ async def create_job(
     """The new job; or, for an Idempotency-Key used before, its job and True (a replay)."""
     key = idempotency.checked_key(idempotency_key)
     if key is None:
+        await limits.check_jobs_in_flight(ctx, client.id)  # before the upload is read
         return await _new_job(request, ctx, client, None), False
     claim = await idempotency.claim(ctx, client.id, key)
     if claim is None:  # used before: the body is only fingerprinted, nothing is stored
@@ -64,6 +65,8 @@ async def create_job(
         logs.job_id.set(job.id)
         return job, True
     async with idempotency.held(ctx, claim):
+        # Only a new job counts against the limit: a replay (above) makes none.
+        await limits.check_jobs_in_flight(ctx, client.id)
         return await _new_job(request, ctx, client, claim), False
 
 

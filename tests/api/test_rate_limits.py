@@ -255,6 +255,33 @@ def test_jobs_in_flight_are_capped_before_the_upload_is_read(
         assert upload(client).status_code == 429
 
 
+def _upload_with_key(client: httpx.Client, key: str) -> httpx.Response:
+    audio = SPEECH_WAV.read_bytes()
+    return client.post(
+        "/jobs", files={"file": ("a.wav", audio, "audio/wav")}, headers={"Idempotency-Key": key}
+    )
+
+
+def test_a_replay_is_served_at_the_limit_and_a_refused_key_stays_free(
+    postgres_url: str, make_settings: Callable[..., Settings], start_gateway: StartGateway
+) -> None:
+    gateway = start_gateway(make_settings(postgres_url, run_worker=False, max_jobs_in_flight=1))
+    with gateway.client(create_key(postgres_url, "alice")) as client:
+        first = _upload_with_key(client, "order-1")
+        assert first.status_code == 202
+        # The replay makes no new job: the limit does not apply to it.
+        again = _upload_with_key(client, "order-1")
+        assert again.status_code == 202
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"]
+        # A new job is refused, and its key is not used up by the refusal.
+        assert_problem(_upload_with_key(client, "order-2"), 429)
+        assert client.post(f"/jobs/{first.json()['id']}/cancel").status_code == 200
+        later = _upload_with_key(client, "order-2")
+        assert later.status_code == 202
+        assert "idempotent-replayed" not in later.headers
+
+
 # --- the OpenAI-compatible route ------------------------------------------------
 
 
