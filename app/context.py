@@ -12,6 +12,7 @@ from app.db import create_engine, create_session_factory
 from app.events import EventHub
 from app.providers.guard import VendorGuard
 from app.providers.registry import ProviderRegistry
+from app.queue.worker import Worker
 from app.signing import LinkSigner, load_or_create_key
 from app.storage import LocalStorage
 
@@ -29,6 +30,8 @@ class GatewayContext:
     providers: ProviderRegistry
     signer: LinkSigner
     guard: VendorGuard  # the worker's per-vendor limits and circuit breakers
+    # Runs a task a request claimed itself; set when the background work starts
+    task_runner: Worker | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> GatewayContext:

@@ -118,9 +118,7 @@ def database_unreachable(error: BaseException) -> bool:
         return True  # refused or reset; the connect timeout; no pool slot free in time
     if not isinstance(error, exc.DBAPIError):
         return False
-    if error.connection_invalidated or isinstance(
-        error, exc.OperationalError | exc.InterfaceError
-    ):
+    if error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError):
         return True
     sqlstate = getattr(error.orig, "sqlstate", None) or ""
     return sqlstate.startswith(_UNREACHABLE_STATES)
@@ -149,7 +147,7 @@ async def retry_while_unreachable(
                 delay,
             )
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 5.0)
+        delay = min(delay * 2, 2.0)  # soon after the database is back
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

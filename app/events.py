@@ -16,8 +16,10 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import func, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.sql import ColumnElement
 
 from app.db import CONNECT_TIMEOUT_SECONDS
 
@@ -62,12 +64,24 @@ async def announce(
 ) -> None:
     """Announce a change made in ``session``'s transaction, delivered on commit.
 
-    ``by_trigger``: a database trigger sends the NOTIFY (inserts into tasks, see
-    migration 0002), so only this process's waiters are left to wake.
+    ``by_trigger``: the database sends the NOTIFY itself (a trigger on inserts
+    into tasks, see migration 0002, or a ``notify_column`` in the statement that
+    made the change), so only this process's waiters are left to wake.
     """
     if not by_trigger and session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
     session.info.setdefault(_PENDING, []).append((channel, payload))
+
+
+def notify_column(
+    session: AsyncSession, channel: str, payload: ColumnElement[str] | QueryableAttribute[str]
+) -> list[ColumnElement[Any]]:
+    """``pg_notify(channel, payload)`` to add to a statement's RETURNING on
+    PostgreSQL (nothing elsewhere): the NOTIFY then rides on the change itself
+    instead of costing a round trip of its own. Announce with ``by_trigger=True``."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    return [func.pg_notify(channel, payload)]
 
 
 async def commit(session: AsyncSession, hub: EventHub) -> None:

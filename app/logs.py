@@ -7,6 +7,9 @@ it is; ``LOG_FORMAT`` forces either. Each line carries the ``request_id`` and
 the worker while it runs them.
 
 Only fixed fields are written: never a record's extras, headers or bodies.
+Whatever a library puts in a message is scrubbed of credentials on the way
+out: uvicorn's access log writes query strings (our signed links carry a
+``sig``), httpx logs the URLs it calls, an exception may quote a header.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.ids import new_id
@@ -32,6 +36,35 @@ job_id: ContextVar[str | None] = ContextVar("job_id", default=None)
 REQUEST_ID_HEADER = "X-Request-ID"
 _WELL_FORMED = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+_REDACTED = "[redacted]"
+# A credential in a query string (also URL-encoded, as in a callback URL given as a parameter).
+_SECRET_PARAMETER = re.compile(
+    r"((?:\b|%26|%3F)(?:sig|signature|token|api_?key|secret)(?:=|%3D))[^&\s\"'%]+", re.IGNORECASE
+)
+_BEARER = re.compile(r"(\bBearer\s+)[^\s\"',;]+", re.IGNORECASE)
+# The gateway's own API keys and webhook secrets (app.ids), wherever they turn up.
+_OWN_KEYS = re.compile(r"\b(?:sk_[A-Za-z0-9_-]{20,}|whsec_[A-Za-z0-9+/=]{20,})")
+
+
+class Redactor:
+    """Cuts credentials out of a log line: known secrets (the settings' keys), link
+    signatures and tokens in query strings, client keys, ``Bearer`` credentials."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        # Longest first; short values would mangle ordinary words.
+        self._secrets = sorted({s for s in secrets or [] if len(s) >= 8}, key=len, reverse=True)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Redactor:
+        values = (getattr(settings, name) for name in type(settings).model_fields)
+        return cls([v.get_secret_value() for v in values if isinstance(v, SecretStr)])
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        text = _SECRET_PARAMETER.sub(r"\1" + _REDACTED, text)
+        text = _OWN_KEYS.sub(_REDACTED, text)
+        return _BEARER.sub(r"\1" + _REDACTED, text)
 
 
 class ContextFilter(logging.Filter):
@@ -56,18 +89,22 @@ def _context(record: logging.LogRecord) -> dict[str, str]:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the context, exception."""
 
+    def __init__(self, redact: Redactor | None = None) -> None:
+        super().__init__()
+        self._redact = redact or Redactor()
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": self._redact(record.getMessage()),
             **_context(record),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = self._redact(self.formatException(record.exc_info))
         elif record.exc_text:
-            entry["exception"] = record.exc_text
+            entry["exception"] = self._redact(record.exc_text)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
@@ -76,11 +113,12 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     """``time LEVEL logger: message [request_id=… job_id=…]`` for a terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, redact: Redactor | None = None) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._redact = redact or Redactor()
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = self._redact(super().format(record))
         context = _context(record)
         if not context:
             return line
@@ -96,7 +134,8 @@ def configure_logging(settings: Settings) -> None:
     if fmt == "auto":
         fmt = "text" if stream.isatty() else "json"
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    redact = Redactor.of(settings)
+    handler.setFormatter(JsonFormatter(redact) if fmt == "json" else TextFormatter(redact))
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     for old in root.handlers[:]:

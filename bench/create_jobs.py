@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import shutil
 import struct
@@ -27,21 +26,18 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.gateway import create_key  # noqa: E402
-from tests.support.postgres import PostgresServer, admin, free_port, sqlalchemy_url  # noqa: E402
-
-
-def wav_bytes(size: int) -> bytes:
-    """A valid 16 kHz mono 16-bit WAV of about ``size`` bytes (a quiet tone)."""
-    samples = (size - 44) // 2
-    tone = struct.pack("<32h", *(int(800 * math.sin(i / 32 * 2 * math.pi)) for i in range(32)))
-    data = (tone * (samples // 32 + 1))[: samples * 2]
-    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
-    header += struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
-    return header + b"data" + struct.pack("<I", len(data)) + data
+from bench.common import (
+    pct,
+    peak_rss_mib,
+    profile,
+    serve_baseline,
+    serve_gateway,
+    wav_bytes,
+)
+from tests.support.gateway import create_key
+from tests.support.postgres import PostgresServer, admin, free_port, sqlalchemy_url
 
 
 def multipart(audio: bytes, boundary: str = "benchboundary7f3a") -> tuple[bytes, str]:
@@ -86,26 +82,6 @@ async def drive(
     return result
 
 
-def start(cmd: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-            return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{cmd} did not start: {log.read_text()[-2000:]}")
-
-
-def peak_rss_mib(pid: int) -> tuple[float, float]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    values = {
-        line.split(":")[0]: line.split()[1] for line in status.splitlines() if line.startswith("Vm")
-    }
-    return int(values["VmRSS"]) / 1024, int(values["VmHWM"]) / 1024
-
-
 def big_upload(url: str, headers: dict[str, str], path: Path) -> tuple[int, float]:
     boundary = "bigboundary91c2"
     head = (
@@ -130,29 +106,6 @@ def big_upload(url: str, headers: dict[str, str], path: Path) -> tuple[int, floa
     started = time.perf_counter()
     response = httpx.post(url, content=body(), headers=all_headers, timeout=600)
     return response.status_code, time.perf_counter() - started
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-def profile(pid: int, out: str, seconds: float) -> subprocess.Popen[bytes]:
-    """py-spy on ``pid``: raw collapsed stacks for .txt, speedscope for .json, else SVG."""
-    fmt = {".json": "speedscope", ".txt": "raw"}.get(Path(out).suffix, "flamegraph")
-    cmd = ["py-spy", "record", "-p", str(pid), "-o", out, "-d", str(int(seconds)), "-f", fmt]
-    return subprocess.Popen(cmd)
-
-
-def serve_gateway(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--no-worker", "--port", str(port)]
-    return start(cmd, env, port, log)
-
-
-def serve_baseline(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "uvicorn", "bench.baseline_server:app", "--port", str(port),
-           "--log-level", "warning"]  # fmt: skip
-    return start(cmd, env, port, log)
 
 
 def write_big_wav(path: Path, mib: int) -> None:

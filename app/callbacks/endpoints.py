@@ -36,7 +36,8 @@ async def vendor_callback(
 ) -> Response:
     if not looks_like_id(job_id) or not ctx.signer.verify(CALLBACK_PURPOSE, job_id, expires, sig):
         raise NotFound("no such callback")
-    async with ctx.sessions() as session:
+    # Autocommit: a read and one UPDATE need no transaction around them.
+    async with ctx.autocommit_sessions() as session:
         job = await repository.get(session, job_id)
         if job is None or job.provider != provider:
             raise NotFound("no such callback")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,10 +26,12 @@ from app.events import commit
 from app.ids import new_id
 from app.jobs import idempotency, repository, service
 from app.jobs.form import FORM_FIELDS, DigestSink, FilePart, JobFormReader
+from app.jobs.repository import Lease
 from app.jobs.schemas import CreateJobFromUrl, JobFields, JobStatus
 from app.metrics import job_created
 from app.models import Job
 from app.providers.base import Provider
+from app.queue.repository import ClaimedTask
 from app.storage import audio_key, job_prefix
 from app.urls import UrlRefused, check_url_target
 
@@ -117,18 +120,52 @@ async def store_job(
 ) -> Job:
     """Validate against the provider, then insert the job with its first task
     (and bind the request's Idempotency-Key to it, in the same transaction)."""
+    job, _ = await _store(ctx, client, job_id, fields, upload, source_url, claim, None)
+    return job
+
+
+async def store_job_to_run_now(
+    ctx: GatewayContext,
+    client: Caller,
+    job_id: str,
+    fields: JobFields,
+    upload: StoredUpload,
+) -> tuple[Job, ClaimedTask]:
+    """As store_job, with the first task claimed by the caller, who runs it at
+    once: it is leased as a worker's claim would be, so if this process dies
+    the task comes back to the workers when the lease runs out."""
+    lease = Lease(
+        secrets.token_hex(16), utcnow() + timedelta(seconds=ctx.settings.task_lease_seconds)
+    )
+    job, task_id = await _store(ctx, client, job_id, fields, upload, None, None, lease)
+    task = ClaimedTask(
+        task_id, service.SUBMIT_TASK, job.id, 1, lease.token, None, logs.request_id.get()
+    )
+    return job, task
+
+
+async def _store(
+    ctx: GatewayContext,
+    client: Caller,
+    job_id: str,
+    fields: JobFields,
+    upload: StoredUpload | None,
+    source_url: str | None,
+    claim: idempotency.Claim | None,
+    lease: Lease | None,
+) -> tuple[Job, int]:
     logs.job_id.set(job_id)
     job = await _validated_job(ctx, client, job_id, fields, upload, source_url)
     # PostgreSQL writes both rows in one statement: no transaction needed, unless a key is bound.
     one_statement = ctx.engine.dialect.name == "postgresql" and claim is None
     async with (ctx.autocommit_sessions if one_statement else ctx.sessions)() as session:
-        await repository.insert_with_first_task(session, job, service.SUBMIT_TASK)
+        task_id = await repository.insert_with_first_task(session, job, service.SUBMIT_TASK, lease)
         if claim is not None:
             request_hash = idempotency.fingerprint(fields, upload, source_url)
             await idempotency.bind(session, claim, request_hash, job.id)
         await commit(session, ctx.hub)
     job_created(job.provider)  # committed: the job exists
-    return job
+    return job, task_id
 
 
 def _content_length(request: Request) -> int | None:

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Table, bindparam, delete, insert, literal, select, tuple_, update
+from sqlalchemy import Insert, Table, Update, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
-from app.events import TASKS_CHANNEL, announce
+from app.events import TASKS_CHANNEL, announce, notify_column
 from app.ids import looks_like_id
 from app.logs import request_id
 from app.models import Job, JobResult, Task
@@ -110,35 +110,71 @@ def _insert_job_and_task() -> Insert:
         .returning(jobs.c.id)
         .cte("new_job")
     )
-    task_columns = ("kind", "run_at", "created_at", "request_id")
-    return insert(tasks).from_select(
-        ["job_id", "attempts", *task_columns],
-        select(
-            new_job.c.id,
-            literal(0),
-            *(bindparam(f"task_{name}", type_=tasks.c[name].type) for name in task_columns),
-        ),
+    return (
+        insert(tasks)
+        .from_select(
+            ["job_id", *_TASK_COLUMNS],
+            select(
+                new_job.c.id,
+                *(bindparam(f"task_{name}", type_=tasks.c[name].type) for name in _TASK_COLUMNS),
+            ),
+        )
+        .returning(tasks.c.id)
     )
 
 
-async def insert_with_first_task(session: AsyncSession, job: Job, task_kind: str) -> None:
+_TASK_COLUMNS = ("kind", "run_at", "created_at", "request_id", "attempts", "claim_token")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The first task is taken by the request itself: leased until ``until``."""
+
+    token: str
+    until: datetime
+
+
+async def insert_with_first_task(
+    session: AsyncSession, job: Job, task_kind: str, lease: Lease | None = None
+) -> int:
     """Write a new job and its first task atomically, in as few round trips as the
     database allows: one statement on PostgreSQL (a data-modifying CTE, so it
     needs no transaction around it), two in the caller's transaction on SQLite.
+    With a ``lease`` the task is claimed already (no worker takes it before the
+    lease runs out). Returns the task's id.
     """
     task = {
         "kind": task_kind,
-        "run_at": job.created_at,
+        "run_at": lease.until if lease else job.created_at,
         "created_at": job.created_at,
         "request_id": request_id.get(),
+        "attempts": 1 if lease else 0,
+        "claim_token": lease.token if lease else None,
     }
     if session.get_bind().dialect.name == "postgresql":
         params = _column_values(job, "job_") | {f"task_{k}": v for k, v in task.items()}
-        await session.execute(_insert_job_and_task(), params)
+        task_id = (await session.execute(_insert_job_and_task(), params)).scalar_one()
     else:
         await session.execute(insert(_table(Job)).values(_column_values(job)))
-        await session.execute(insert(_table(Task)).values(job_id=job.id, attempts=0, **task))
-    await announce(session, TASKS_CHANNEL, by_trigger=True)
+        inserted = insert(_table(Task)).values(job_id=job.id, **task).returning(Task.id)
+        task_id = (await session.execute(inserted)).scalar_one()
+    if lease is None:
+        await announce(session, TASKS_CHANNEL, by_trigger=True)
+    return int(task_id)
+
+
+def _status_change(
+    job_id: str, from_statuses: Sequence[str], values: dict[str, Any], provider: str | None
+) -> Update:
+    condition: ColumnElement[bool] = Job.status.in_(from_statuses)
+    if provider is not None:
+        condition &= Job.provider == provider
+    return (
+        update(Job)
+        .where(Job.id == job_id, condition)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def set_status(
@@ -148,20 +184,38 @@ async def set_status(
     from_statuses: Sequence[str],
     values: dict[str, Any],
     provider: str | None = None,
+    announce_on: str | None = None,
 ) -> bool:
     """Move a job on only if it is still in one of ``from_statuses`` (and, when
     given, still with ``provider``): a late or duplicated event can never move
-    a job that has gone past them."""
-    condition: ColumnElement[bool] = Job.status.in_(from_statuses)
-    if provider is not None:
-        condition &= Job.provider == provider
+    a job that has gone past them.
+
+    ``announce_on``: the same statement NOTIFYs this channel with the job's id
+    (PostgreSQL; see ``events.notify_column``)."""
+    notify = notify_column(session, announce_on, Job.id) if announce_on else []
+    change = _status_change(job_id, from_statuses, values, provider)
+    result = await session.execute(change.returning(Job.id, *notify))
+    return result.first() is not None
+
+
+async def set_status_returning(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    from_statuses: Sequence[str],
+    values: dict[str, Any],
+    provider: str | None = None,
+    announce_on: str | None = None,
+) -> Job | None:
+    """``set_status``, answering the job as the change left it (None: not moved),
+    so what follows in the transaction need not read it again."""
+    notify = notify_column(session, announce_on, Job.id) if announce_on else []
+    change = _status_change(job_id, from_statuses, values, provider)
     result = await session.execute(
-        update(Job)
-        .where(Job.id == job_id, condition)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        change.returning(Job, *notify).execution_options(populate_existing=True)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    row = result.first()
+    return row[0] if row is not None else None
 
 
 async def save_result(session: AsyncSession, job_id: str, transcript: Any, raw: Any) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -49,28 +48,43 @@ async def _move(
     values: dict[str, Any],
     provider: str | None = None,
 ) -> bool:
+    # The UPDATE sends the NOTIFY itself: no round trip of its own.
     moved = await repository.set_status(
         session,
         job_id,
         from_statuses=from_statuses,
         values={**values, "updated_at": utcnow()},
         provider=provider,
+        announce_on=JOBS_CHANNEL,
     )
     if moved:
-        await announce(session, JOBS_CHANNEL, job_id)
+        await announce(session, JOBS_CHANNEL, job_id, by_trigger=True)
     return moved
 
 
-async def _count_on_commit(
-    session: AsyncSession, job_id: str, status: str, completed_at: datetime | None = None
+async def _end(session: AsyncSession, job_id: str, values: dict[str, Any]) -> Job | None:
+    """Move an active job to a terminal status: the job as it now is, or None.
+    Its event and its metrics are made from the row the UPDATE returns."""
+    job = await repository.set_status_returning(
+        session,
+        job_id,
+        from_statuses=ACTIVE,
+        values={**values, "updated_at": utcnow()},
+        announce_on=JOBS_CHANNEL,
+    )
+    if job is not None:
+        await announce(session, JOBS_CHANNEL, job_id, by_trigger=True)
+    return job
+
+
+def _count_on_commit(
+    session: AsyncSession, job: Job, status: str, completed_at: datetime | None = None
 ) -> None:
     """Count a terminal transition (and, for a completion, its time since creation)
-    when the transaction commits. One primary-key read, for the labels."""
-    row = (
-        await session.execute(select(Job.provider, Job.created_at).where(Job.id == job_id))
-    ).one()
-    seconds = (completed_at - row.created_at).total_seconds() if completed_at else None
-    after_commit(session, lambda: job_finished(row.provider, status, seconds))
+    when the transaction commits."""
+    provider = job.provider
+    seconds = (completed_at - job.created_at).total_seconds() if completed_at else None
+    after_commit(session, lambda: job_finished(provider, status, seconds))
 
 
 async def mark_processing(
@@ -119,10 +133,9 @@ async def complete(
     provider_status: str | None,
 ) -> bool:
     now = utcnow()
-    moved = await _move(
+    job = await _end(
         session,
         job_id,
-        ACTIVE,
         {
             "status": JobStatus.completed.value,
             "provider_job_id": provider_job_id,
@@ -132,13 +145,14 @@ async def complete(
             "error": None,
         },
     )
-    if moved:
-        await repository.save_result(
-            session, job_id, result.transcript.model_dump(mode="json"), result.raw
-        )
-        await deliveries.record_event(session, job_id, "job.completed")
-        await _count_on_commit(session, job_id, JobStatus.completed.value, now)
-    return moved
+    if job is None:
+        return False
+    await repository.save_result(
+        session, job_id, result.transcript.model_dump(mode="json"), result.raw
+    )
+    await deliveries.record_event(session, job_id, "job.completed", job=job)
+    _count_on_commit(session, job, JobStatus.completed.value, now)
+    return True
 
 
 async def fail(
@@ -163,29 +177,28 @@ async def fail(
     }
     if provider_status is not None:
         values["provider_status"] = provider_status
-    moved = await _move(session, job_id, ACTIVE, values)
-    if moved:
-        await deliveries.record_event(session, job_id, "job.failed")
-        await _count_on_commit(session, job_id, JobStatus.failed.value)
-    return moved
+    job = await _end(session, job_id, values)
+    if job is None:
+        return False
+    await deliveries.record_event(session, job_id, "job.failed", job=job)
+    _count_on_commit(session, job, JobStatus.failed.value)
+    return True
 
 
 async def cancel(session: AsyncSession, job_id: str, *, at_vendor: bool = False) -> bool:
     """Cancel at once in the gateway; pending work for the job is dropped, and
     with ``at_vendor`` a task asks the vendor to cancel its side too."""
-    moved = await _move(
-        session,
-        job_id,
-        ACTIVE,
-        {"status": JobStatus.canceled.value, "completed_at": utcnow()},
+    job = await _end(
+        session, job_id, {"status": JobStatus.canceled.value, "completed_at": utcnow()}
     )
-    if moved:
-        await queue.cancel_for_job(session, job_id, (SUBMIT_TASK, POLL_TASK))
-        if at_vendor:
-            await queue.enqueue(session, CANCEL_TASK, job_id)
-        await deliveries.record_event(session, job_id, "job.canceled")
-        await _count_on_commit(session, job_id, JobStatus.canceled.value)
-    return moved
+    if job is None:
+        return False
+    await queue.cancel_for_job(session, job_id, (SUBMIT_TASK, POLL_TASK))
+    if at_vendor:
+        await queue.enqueue(session, CANCEL_TASK, job_id)
+    await deliveries.record_event(session, job_id, "job.canceled", job=job)
+    _count_on_commit(session, job, JobStatus.canceled.value)
+    return True
 
 
 def next_provider(job: Job) -> str | None:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.context import GatewayContext
-from app.db import utcnow
+from app.db import retry_while_unreachable, utcnow
 from app.events import commit
 from app.jobs import ledger, repository, service
 from app.jobs.sources import download_source
@@ -58,7 +59,8 @@ class _JobStep:
 
     async def _load(self, task: ClaimedTask) -> Job | None:
         """The job, or None (and the task finished) when there is nothing left to do."""
-        async with self.ctx.sessions() as session:
+        # Autocommit: one read (or one delete) needs no BEGIN and ROLLBACK around it.
+        async with self.ctx.autocommit_sessions() as session:
             job = await repository.get(session, task.job_id)
             if job is not None and not service.is_terminal(job.status):
                 return job
@@ -270,64 +272,70 @@ class SubmitStep(_JobStep):
         try:
             provider = self._provider(job)
             request = await self._request(job, provider)
-            ledgered = not getattr(provider, "resubmit_is_free", False)
-            if ledgered and await self._interrupted_before(job, task):
-                return
             with self.ctx.guard.slot(provider.name):
-                if ledgered:
-                    submission = await self._begin_submission(job)
-                if provider.capabilities.synchronous:
-                    # The engine works while we wait: the client should see it is in hand.
-                    async with self.ctx.sessions() as session:
-                        await service.mark_processing(session, job.id, job.id, "running")
-                        await commit(session, self.ctx.hub)
+                started, submission = await self._start(job, task, provider)
+                if not started:
+                    return
                 update = await self._before_deadline(job, provider.submit(request))
         except PermanentProviderError as exc:
-            await self._fail_and_finish(job.id, task, exc, submission)
+            await self._keep(job, partial(self._fail_and_finish, job.id, task, exc, submission))
             return
         except VendorUnavailable as exc:
             await self._vendor_unavailable(job, task, exc, before_submit=True)
             return
         except RetryableProviderError as exc:
-            await self._retryable(job, task, exc, submission)
+            await self._keep(job, partial(self._retryable, job, task, exc, submission))
             return
-        await self._apply(job, task, update, submission)
+        await self._keep(job, partial(self._apply, job, task, update, submission))
 
-    async def _interrupted_before(self, job: Job, task: ClaimedTask) -> bool:
+    @staticmethod
+    async def _keep(job: Job, write: Callable[[], Awaitable[None]]) -> None:
+        """The vendor's answer to a submit cannot be had again: if the database is
+        down when it comes, wait for the database rather than lose the answer
+        (and leave the ledger row open, which would make the job fail as in doubt)."""
+        what = f"job {job.id}: recording {job.provider}'s answer"
+        await retry_while_unreachable(write, what=what)
+
+    async def _start(
+        self, job: Job, task: ClaimedTask, provider: Provider
+    ) -> tuple[bool, int | None]:
+        """In one transaction: write the submit down in the ledger (unless
+        sending it twice is free), and show a synchronous provider's job as in
+        hand. False when an earlier submit was cut off and the job failed."""
+        ledgered = not getattr(provider, "resubmit_is_free", False)
+        submission = None
+        async with self.ctx.sessions() as session:
+            if ledgered:
+                interrupted = await ledger.open_submission(session, job.id, job.provider)
+                if interrupted is not None:
+                    await ledger.settle(session, interrupted, ledger.IN_DOUBT)
+                    if not self.ctx.settings.resubmit_in_doubt:
+                        await self._fail_interrupted(session, job, task)
+                        await commit(session, self.ctx.hub)
+                        return False, None
+                    log.warning("job %s: resubmitting a submit cut off by a restart", job.id)
+                submission = await ledger.begin(session, job.id, job.provider)
+            if provider.capabilities.synchronous:
+                # The engine works while we wait: the client should see it is in hand.
+                await service.mark_processing(session, job.id, job.id, "running")
+            await commit(session, self.ctx.hub)
+        return True, submission
+
+    async def _fail_interrupted(self, session: AsyncSession, job: Job, task: ClaimedTask) -> None:
         """A submit to this vendor was started and never settled: the gateway died
         while the vendor had the request, which it may have accepted and billed.
         Unless RESUBMIT_IN_DOUBT is set, the job fails rather than pay twice."""
-        async with self.ctx.sessions() as session:
-            interrupted = await ledger.open_submission(session, job.id, job.provider)
-            if interrupted is None:
-                return False
-            await ledger.settle(session, interrupted, ledger.IN_DOUBT)
-            resubmit = self.ctx.settings.resubmit_in_doubt
-            if not resubmit:
-                await service.fail(
-                    session,
-                    job.id,
-                    code="submit_interrupted",
-                    retryable=True,
-                    message=f"the gateway stopped while submitting to {job.provider!r}; the "
-                    "vendor may have the job (and bill it), so it was not sent again. Create "
-                    "a new job to try again.",
-                )
-                await queue.finish(session, task)
-            await commit(session, self.ctx.hub)
-        log.warning(
-            "job %s: a submit to %s was cut off by a restart; %s",
+        await service.fail(
+            session,
             job.id,
-            job.provider,
-            "sending it again" if resubmit else "failing the job rather than risk paying twice",
+            code="submit_interrupted",
+            retryable=True,
+            message=f"the gateway stopped while submitting to {job.provider!r}; the vendor "
+            "may have the job (and bill it), so it was not sent again. Create a new job "
+            "to try again.",
         )
-        return not resubmit
-
-    async def _begin_submission(self, job: Job) -> int:
-        async with self.ctx.sessions() as session:
-            submission = await ledger.begin(session, job.id, job.provider)
-            await session.commit()
-        return submission
+        await queue.finish(session, task)
+        log.warning("job %s: a submit to %s was cut off by a restart", job.id, job.provider)
 
     async def _request(self, job: Job, provider: Provider) -> SubmitRequest:
         options = self._options(job, provider)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -24,10 +24,16 @@ DELIVER_TASK = "deliver"
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 
 
-async def record_event(session: AsyncSession, job_id: str, event_type: str) -> None:
+async def record_event(
+    session: AsyncSession, job_id: str, event_type: str, *, job: Job | None = None
+) -> None:
     """If the job has a callback_url, write its delivery and the task that sends it
-    (in the caller's transaction: the status change and the event commit together)."""
-    job = await session.get(Job, job_id, populate_existing=True)
+    (in the caller's transaction: the status change and the event commit together).
+
+    ``job``: the job as the status change left it (its UPDATE's RETURNING), which
+    spares reading it again."""
+    if job is None:
+        job = await session.get(Job, job_id, populate_existing=True)
     if job is None or not job.callback_url:
         return
     now = utcnow()
@@ -88,13 +94,17 @@ async def record_attempt(
     status: str,
     next_attempt_at: datetime | None,
 ) -> None:
-    delivery = await session.get(WebhookDelivery, delivery_id, populate_existing=True)
-    if delivery is None:
-        return
-    session.add(attempt)
-    delivery.attempts = attempt.attempt
-    delivery.status = status
-    delivery.next_attempt_at = next_attempt_at
+    # One UPDATE, not a read and then a write; no row: the delivery was deleted
+    # (with its job) meanwhile, and the attempt has nothing to belong to.
+    updated = await session.scalar(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .values(attempts=attempt.attempt, status=status, next_attempt_at=next_attempt_at)
+        .returning(WebhookDelivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    if updated is not None:
+        session.add(attempt)
 
 
 async def mark_failed(session: AsyncSession, delivery_id: str | None) -> None:

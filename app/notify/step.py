@@ -23,7 +23,8 @@ class DeliverStep:
         self.ctx = ctx
 
     async def run(self, task: ClaimedTask) -> None:
-        async with self.ctx.sessions() as session:
+        # Autocommit: one read (or one delete) needs no BEGIN and ROLLBACK around it.
+        async with self.ctx.autocommit_sessions() as session:
             target = await deliveries.target(session, task.ref)
             if target is None:  # deleted, or settled by someone else
                 await queue.finish(session, task)

@@ -39,6 +39,7 @@ from app.openai_compat.errors import (
 )
 from app.openai_compat.render import GRANULARITIES, RESPONSE_FORMATS, ResponseFormat, render
 from app.providers.base import Provider
+from app.queue.repository import ClaimedTask
 from app.transcripts import Transcript, TranscriptHasNoTimings
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,10 @@ def _provider(ctx: GatewayContext, request: TranscriptionRequest) -> Provider:
 
 async def _create_job(
     request: Request, ctx: GatewayContext, client: Caller
-) -> tuple[Job, TranscriptionRequest]:
+) -> tuple[Job, TranscriptionRequest, ClaimedTask | None]:
+    """The stored job; for a provider that answers in one call, also its submit
+    task, claimed for this request to run at once (no hand-off to a worker and
+    back: the answer is waited for anyway)."""
     if intake.media_type_of(request) != "multipart/form-data":
         raise _bad("send the request as multipart/form-data with a 'file' part", "file")
     job_id = new_id("job")
@@ -190,8 +194,11 @@ async def _create_job(
         asked = parse_form(reader.fields, reader.lists)
         provider = _provider(ctx, asked)
         fields = job_fields(asked, provider)
+        if provider.capabilities.synchronous and ctx.task_runner is not None:
+            job, task = await intake.store_job_to_run_now(ctx, client, job_id, fields, upload)
+            return job, asked, task
         job = await intake.store_job(ctx, client, job_id, fields, upload, None)
-    return job, asked
+    return job, asked, None
 
 
 async def _load(ctx: GatewayContext, client: Caller, job_id: str) -> Job | None:
@@ -381,7 +388,9 @@ def _error_doc(description: str) -> dict[str, Any]:
 )
 async def create_transcription(request: Request, ctx: Ctx, client: CurrentClient) -> Response:
     await limits.check_jobs_in_flight(ctx, client.id)  # before the upload is read
-    job, asked = await _create_job(request, ctx, client)
+    job, asked, task = await _create_job(request, ctx, client)
+    if task is not None and ctx.task_runner is not None:
+        await ctx.task_runner.execute(task)
     done = await wait_until_terminal(ctx, request, client, job.id, MAX_WAIT_SECONDS)
     if done is None:
         # Gone (deleted) or nobody listening any more: the answer is not read.

@@ -7,11 +7,15 @@
 Messages name the vendor, the operation and the status, never a header, a key
 or the request URL (some vendors take credentials in the query string). So do
 the metrics every call is counted in (vendor, operation, outcome, duration).
+The vendor's own body is kept as ``provider_detail`` for the client, with the
+credentials the request carried cut out: some vendors echo a request's headers
+in their errors. So is the signature of any link, such as our callback URLs.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -22,6 +26,12 @@ from app.providers.base import PermanentProviderError, RetryableProviderError
 from app.queue.backoff import parse_retry_after
 
 _DETAIL_CHARS = 2000
+_REDACTED = "[redacted]"
+# Names of the request headers and parameters that carry credentials: Authorization,
+# kl-api-key, X-Api-Token, api_key ...
+_CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret|signature|cookie", re.IGNORECASE)
+# The signature of a signed link (our callback and media URLs), also when URL-encoded.
+_LINK_SIGNATURE = re.compile(r"((?:\b|%26|%3F)sig(?:=|%3D))[^&\s\"'%]+", re.IGNORECASE)
 
 # The vendor refused this input (or us): a normalised error code per status.
 _PERMANENT_CODES = {
@@ -39,11 +49,42 @@ _PERMANENT_CODES = {
 
 
 def vendor_detail(response: httpx.Response) -> Any:
-    """The vendor's error body: JSON when it is JSON, else a short piece of text."""
+    """The vendor's error body: JSON when it is JSON, else a short piece of text;
+    without the request's credentials either way."""
     try:
-        return response.json()
+        body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text[:_DETAIL_CHARS] or None
+        body = response.text[:_DETAIL_CHARS] or None
+    return redact(body, credentials_of(response))
+
+
+def credentials_of(response: httpx.Response) -> list[str]:
+    """The credentials the request of ``response`` carried (in headers, whole and without
+    their scheme, and in the query string)."""
+    try:
+        request = response.request
+    except RuntimeError:  # a response made without a request (tests)
+        return []
+    found = []
+    for name, value in request.headers.items():
+        if _CREDENTIAL_HEADER.search(name):
+            found += [value, value.partition(" ")[2]]
+    found += [v for k, v in request.url.params.multi_items() if _CREDENTIAL_HEADER.search(k)]
+    # Longest first, so that "Bearer k" goes before "k"; short values would mangle words.
+    return sorted({v for v in found if len(v) >= 8}, key=len, reverse=True)
+
+
+def redact(value: Any, secrets: list[str]) -> Any:
+    """``value`` with each secret, and the signature of any link, cut out of every string."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, _REDACTED)
+        return _LINK_SIGNATURE.sub(r"\1" + _REDACTED, value)
+    if isinstance(value, dict):
+        return {key: redact(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item, secrets) for item in value]
+    return value
 
 
 async def send(
@@ -102,6 +143,8 @@ def json_object(response: httpx.Response, *, vendor: str, operation: str) -> dic
     if not isinstance(body, dict):
         raise RetryableProviderError(
             f"{vendor} {operation}: the answer is not a JSON object",
-            provider_detail={"body": response.text[:_DETAIL_CHARS]},
+            provider_detail={
+                "body": redact(response.text[:_DETAIL_CHARS], credentials_of(response))
+            },
         )
     return body

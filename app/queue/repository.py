@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from app.db import utcnow
-from app.events import TASKS_CHANNEL, announce
+from app.events import TASKS_CHANNEL, announce, notify_column
 from app.logs import request_id
 from app.models import Task
 
@@ -152,10 +152,12 @@ async def make_due_now(session: AsyncSession, job_id: str, kind: str) -> bool:
             Task.last_error.is_(None),
         )
         .values(run_at=utcnow())
+        # The statement sends the NOTIFY itself: no round trip of its own.
+        .returning(Task.id, *notify_column(session, TASKS_CHANNEL, literal("")))
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount:  # type: ignore[attr-defined]
-        await announce(session, TASKS_CHANNEL)
+    if result.first() is not None:
+        await announce(session, TASKS_CHANNEL, by_trigger=True)
         return True
     return False
 
