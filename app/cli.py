@@ -32,6 +32,7 @@ def _migrate_quietly() -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.http_protocol import guarded_protocol
     from app.main import create_app
 
     _setup_logging()
@@ -43,6 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         create_app(settings),
         host=args.host,
         port=args.port,
+        http=guarded_protocol(
+            settings.request_header_timeout_seconds, settings.max_request_header_bytes
+        ),
         log_level=level,
         log_config=None,  # uvicorn's loggers go through configure_logging's handler
         access_log=level in ("debug", "info"),

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     source_url_timeout_seconds: float = Field(default=600.0, gt=0)
     # An upload whose client sends nothing for this long is answered 408 and dropped
     upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A request's line and headers must arrive within this time (else 408) and
+    # fit in this many bytes (else 431): slowloris and header floods.
+    request_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_request_header_bytes: int = Field(default=64 * 1024, ge=1024)
     # Loopback, link-local and private addresses in source_url / callback_url
     allow_private_urls: bool = False
 

@@ -34,16 +34,17 @@ async def background(ctx: GatewayContext, *, run_worker: bool) -> AsyncIterator[
         )
         tasks.append(asyncio.create_task(listener.run(), name="listen"))
     worker = None
-    # Also without its loop, for the tasks a request runs itself.
-    ctx.task_runner = Worker(
-        ctx.sessions,
-        ctx.hub,
-        job_handlers(ctx),
-        ctx.settings,
-        claim_sessions=ctx.autocommit_sessions,
-    )
     if run_worker:
-        worker = ctx.task_runner
+        worker = Worker(
+            ctx.sessions,
+            ctx.hub,
+            job_handlers(ctx),
+            ctx.settings,
+            claim_sessions=ctx.autocommit_sessions,
+        )
+        # Requests may run a task themselves (the OpenAI route's synchronous
+        # submits); not in `serve --no-worker`, which does no background work.
+        ctx.task_runner = worker
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
         tasks.append(asyncio.create_task(run_sweeper(ctx), name="retention"))
     try:

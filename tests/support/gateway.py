@@ -18,6 +18,7 @@ import uvicorn
 from app import clients
 from app.config import Settings
 from app.db import create_engine, create_session_factory
+from app.http_protocol import guarded_protocol
 from app.main import create_app
 from tests.support.postgres import free_port
 
@@ -78,7 +79,15 @@ class ThreadedGateway:
 def start_threaded(settings: Settings, port: int | None = None) -> ThreadedGateway:
     port = port or free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        # The protocol `stt-gateway serve` runs, with its limits on request headers
+        http=guarded_protocol(
+            settings.request_header_timeout_seconds, settings.max_request_header_bytes
+        ),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
