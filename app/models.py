@@ -161,7 +161,8 @@ class IdempotencyKey(Base):
     request_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request's content
     # None while the first request is still storing its upload
     job_id: Mapped[str | None] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), index=True  # for the cascade
+        ForeignKey("jobs.id", ondelete="CASCADE"),
+        index=True,  # for the cascade
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
