@@ -32,6 +32,7 @@ class BadUpstream(FakeVendor):
         self.call_times: list[float] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.released = False  # set by release(): hanging calls answer at last
 
     def routes(self) -> list[Route]:
         return [Route("/v1/audio/transcriptions", self.transcribe, methods=["POST"])]
@@ -48,7 +49,8 @@ class BadUpstream(FakeVendor):
 
     async def _answer(self) -> Response:
         if self.mode == "hang":
-            await asyncio.sleep(3600)
+            while not self.released:
+                await asyncio.sleep(0.05)
         if self.mode == "slow":
             await asyncio.sleep(self.delay)
         if self.mode == "status":
@@ -59,6 +61,14 @@ class BadUpstream(FakeVendor):
         if self.mode == "shape":
             return JSONResponse({"unexpected": ["shape"]})
         return JSONResponse({"text": TEXT})
+
+    def release(self) -> None:
+        """End the hang (at a test's end, so the gateway need not wait out its calls)."""
+        self.mode, self.released = "ok", True
+
+    def stop(self) -> None:
+        self.release()
+        super().stop()
 
     @property
     def calls_made(self) -> int:

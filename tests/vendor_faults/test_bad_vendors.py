@@ -108,6 +108,7 @@ def test_a_vendor_that_hangs_is_cut_off_at_the_deadline(start: Start, bad: BadUp
     assert done["error"]["code"] == "deadline_exceeded"
     assert "did not answer before the job's deadline" in done["error"]["message"]
     assert took < 8
+    bad.release()
 
 
 @pytest.mark.parametrize("mode", ["malformed", "shape"])
@@ -179,6 +180,7 @@ def test_a_hanging_vendor_does_not_slow_the_others(
     assert took < 10
     assert set(still) <= {"queued", "processing"}
     assert bad.max_in_flight == 2  # the cap per vendor held; the other slots stayed free
+    bad.release()
 
 
 def test_the_circuit_breaker_stops_calling_a_failing_vendor_then_tries_again(
