@@ -337,14 +337,8 @@ async def _validated_job(
             + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
             errors=errors,
         ) from None
-    _check_language(provider, fields.language)
+    _check_takes(ctx, provider, fields.language, upload, "provider")
     if upload is not None:
-        _check_format(provider, upload)
-        if not provider.capabilities.upload and not ctx.settings.public_base_url:
-            raise InvalidRequest(
-                f"provider {provider.name!r} fetches audio by URL only: send a source_url, "
-                "or set PUBLIC_BASE_URL on the gateway so the provider can fetch uploads"
-            )
         source: dict[str, Any] = {
             "type": "upload",
             "filename": upload.part.filename,
@@ -354,8 +348,6 @@ async def _validated_job(
         }
     else:
         assert source_url is not None
-        if not provider.capabilities.source_url:
-            raise InvalidRequest(f"provider {provider.name!r} takes uploads only, not source_url")
         source = {"type": "url", "url": await _checked_url(ctx, "source_url", source_url)}
     fallbacks = _checked_fallbacks(ctx, provider, fields, upload)
     callback_url = fields.callback_url
@@ -401,17 +393,30 @@ def _checked_fallbacks(
         )
     for name in names:
         fallback = _provider(ctx, name, "fallback_providers")
-        _check_language(fallback, fields.language)
-        if upload is not None:
-            _check_format(fallback, upload)
-            if not fallback.capabilities.upload and not ctx.settings.public_base_url:
-                raise InvalidRequest(
-                    f"fallback provider {name!r} fetches audio by URL only: send a source_url, "
-                    "or set PUBLIC_BASE_URL on the gateway"
-                )
-        elif not fallback.capabilities.source_url:
-            raise InvalidRequest(f"fallback provider {name!r} takes uploads only, not source_url")
+        _check_takes(ctx, fallback, fields.language, upload, "fallback provider")
     return list(names)
+
+
+def _check_takes(
+    ctx: GatewayContext,
+    provider: Provider,
+    language: str | None,
+    upload: StoredUpload | None,
+    role: str,
+) -> None:
+    """The provider can take this job: its language, and its audio as it comes
+    (an upload in a format it reads, or a source_url)."""
+    _check_language(provider, language)
+    if upload is None:
+        if not provider.capabilities.source_url:
+            raise InvalidRequest(f"{role} {provider.name!r} takes uploads only, not source_url")
+        return
+    _check_format(provider, upload)
+    if not provider.capabilities.upload and not ctx.settings.public_base_url:
+        raise InvalidRequest(
+            f"{role} {provider.name!r} fetches audio by URL only: send a source_url, "
+            "or set PUBLIC_BASE_URL on the gateway so the provider can fetch uploads"
+        )
 
 
 def _check_language(provider: Provider, language: str | None) -> None:
