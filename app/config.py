@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # breaker opens after this many retryable failures in a row, for this long;
     # a job's retryable errors are retried this long per vendor, then it falls
     # back to its next provider or fails.
-    provider_max_in_flight: int = Field(default=8, ge=1)
+    provider_max_in_flight: int = Field(default=32, ge=1)
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=30.0, gt=0)
     provider_deadline_seconds: float = Field(default=900.0, gt=0)
