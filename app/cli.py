@@ -44,6 +44,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         create_app(settings),
         host=args.host,
         port=args.port,
+        # Longer than the idle expiry of common clients' pools (httpx: 5 s, the
+        # same as uvicorn's default), so a client never reuses a connection
+        # that the server is closing at that instant.
+        timeout_keep_alive=65,
         http=guarded_protocol(
             settings.request_header_timeout_seconds, settings.max_request_header_bytes
         ),

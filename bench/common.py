@@ -196,17 +196,18 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (those gone are skipped).
-
-    A process that exits takes its time with it: read the same live processes
-    before and after, and the difference is what they used in between."""
+    """User + system CPU time so far of these processes and of their children
+    that have exited (and been waited for: PostgreSQL's backends, reaped by the
+    postmaster). Give a whole tree (``process_tree``): a process already gone
+    is skipped, and its time shows in its parent's."""
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        # utime, stime, cutime, cstime (fields 14 to 17 of proc(5))
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return total / _TICKS
 
 

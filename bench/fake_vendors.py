@@ -195,7 +195,7 @@ def main() -> None:
         parser.error(f"unknown vendors: {', '.join(sorted(unknown))}")
     started = {}
     for name in args.vendors or VENDORS:
-        fake = FAKES[name](args.callback_delay)  # type: ignore[call-arg]
+        fake = FAKES[name](args.callback_delay)
         started[name] = fake.start().base_url
     print(json.dumps(started), flush=True)
     with contextlib.suppress(KeyboardInterrupt):

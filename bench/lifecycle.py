@@ -1,7 +1,8 @@
 """The whole job lifecycle at scale: creation to verified client webhook.
 
-    python bench/lifecycle.py [--jobs 10000] [--topology A B] [--concurrency 64]
-                              [--worker-concurrency 48] [--json out.json] [--py-spy DIR]
+    python bench/lifecycle.py [--jobs 10000] [--topology A B] [--concurrency 64] [--rate 0]
+                              [--worker-concurrency 32] [--json out.json] [--py-spy DIR]
+                              [--count-statements] [--keep]
 
 Per topology, on a fresh database of one PostgreSQL server started here:
 
@@ -18,11 +19,16 @@ Per topology, on a fresh database of one PostgreSQL server started here:
   processes in B), each a small WAV upload with ``callback_url`` = the receiver.
 
 Measures jobs/s from the first create to the last verified ``job.completed``
-webhook, the creation rate alone, the p50/p99 time from create to webhook, and
-the CPU each part used per job. Then checks nothing was lost or doubled: every
+webhook, the creation rate alone, the p50/p99 time from create to webhook
+(also per vendor), the CPU each process used per job (user + system time from
+/proc; PostgreSQL's backends included, those that exited too) and the new
+database connections per job. Then checks nothing was lost or doubled: every
 job ``completed`` in the database, exactly the created ids got a
 ``job.completed`` webhook (duplicates counted), and each fake accepted as many
-submits as it was sent jobs. Needs PostgreSQL's server binaries.
+submits as it was sent jobs. ``--count-statements`` logs every SQL statement
+and counts them per job, by kind; ``--py-spy DIR`` profiles every gateway
+process (raw stacks, for bench.common.summarise_profile or a flame graph).
+Needs PostgreSQL's server binaries.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -223,7 +230,11 @@ class Creation:
     failures: list[tuple[float, float, str]] = field(default_factory=list)  # transport errors
 
 
-async def create_jobs(stack: Stack, api_key: str, count: int, concurrency: int) -> Creation:
+async def create_jobs(
+    stack: Stack, api_key: str, count: int, concurrency: int, rate: float = 0.0
+) -> Creation:
+    """``count`` creates, ``concurrency`` at a time; with ``rate``, job n is not
+    sent before n/rate seconds (an open-loop client at a steady pace)."""
     headers = {
         "Authorization": f"Bearer {api_key}",
         "Content-Type": "multipart/form-data; boundary=lifecycle4b2e",
@@ -237,9 +248,12 @@ async def create_jobs(stack: Stack, api_key: str, count: int, concurrency: int) 
         max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2
     )
     async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+        begin = time.monotonic()
 
         async def one_worker() -> None:
             for n in numbers:
+                if rate:
+                    await asyncio.sleep(max(0.0, begin + n / rate - time.monotonic()))
                 vendor = VENDORS[n % len(VENDORS)]
                 url = f"{stack.api_urls[n % len(stack.api_urls)]}/jobs"
                 started = time.monotonic()
@@ -354,6 +368,37 @@ def fake_tallies(stack: Stack) -> dict[str, dict[str, Any]]:
     }
 
 
+def count_statements(server: PostgresServer, offset: int) -> Counter[str]:
+    """Statements PostgreSQL logged since ``offset`` of its log, by kind (the
+    command and its table: "BEGIN", "UPDATE tasks", "SELECT jobs", ...)."""
+    with (server.dir / "server.log").open("rb") as log:
+        log.seek(offset)
+        text = log.read().decode(errors="replace")
+    kinds: Counter[str] = Counter()
+    # An entry starts with its timestamp; a statement's later lines follow it.
+    for entry in re.split(r"\n(?=\d{4}-\d\d-\d\d )", text):
+        marker = re.search(r"LOG:  (?:statement|execute [^:]*): (.*)", entry, re.DOTALL)
+        if marker:
+            kinds[statement_kind(marker.group(1))] += 1
+    return kinds
+
+
+def statement_kind(sql: str) -> str:
+    words = sql.replace('"', "").replace(";", " ").split()
+    if not words:
+        return "?"
+    command = words[0].upper()
+    if command in ("BEGIN", "COMMIT", "ROLLBACK"):
+        return command
+    if command == "SELECT" and "pg_notify" in sql:
+        return "SELECT pg_notify"
+    if command == "WITH":  # a data-modifying CTE: what it inserts into first
+        match = re.search(r"INSERT INTO (\w+)", sql)
+        return f"WITH .. INSERT {match.group(1) if match else '?'}"
+    table = re.search(r"(?:FROM|INTO|UPDATE)\s+(\w+)", sql, re.IGNORECASE)
+    return f"{command} {table.group(1) if table else ''}".strip()
+
+
 # --- one run ----------------------------------------------------------------------------
 
 
@@ -368,6 +413,10 @@ def measure(creation: Creation, records: dict[str, Any]) -> dict[str, Any]:
     last_hook = max(first_hook.values(), default=start)
     end_to_end = [at - creation.jobs[job_id].started for job_id, at in first_hook.items()]
     create_latency = [c.answered - c.started for c in jobs]
+    by_vendor: dict[str, list[float]] = {}
+    for job_id, at in first_hook.items():
+        created = creation.jobs[job_id]
+        by_vendor.setdefault(created.vendor, []).append(at - created.started)
     return {
         "completed_with_webhook": len(first_hook),
         "seconds": last_hook - start,
@@ -379,6 +428,10 @@ def measure(creation: Creation, records: dict[str, Any]) -> dict[str, Any]:
         "end_to_end_p50_s": pct(end_to_end, 0.5) / 1000 if end_to_end else None,
         "end_to_end_p99_s": pct(end_to_end, 0.99) / 1000 if end_to_end else None,
         "end_to_end_max_s": max(end_to_end) if end_to_end else None,
+        "end_to_end_p50_p99_s_by_vendor": {
+            vendor: (pct(times, 0.5) / 1000, pct(times, 0.99) / 1000)
+            for vendor, times in sorted(by_vendor.items())
+        },
     }
 
 
@@ -393,6 +446,8 @@ def run_topology(
     stack = Stack()
     spies: dict[str, subprocess.Popen[bytes]] = {}
     try:
+        if args.count_statements:  # new connections log every statement they run
+            admin(server.admin_dsn, f"ALTER DATABASE {database} SET log_statement = 'all'")
         start_fakes(stack, work, args.callback_delay)
         port = free_port()
         env = gateway_env(sqlalchemy_url(server.admin_dsn, database), work, stack, args, port)
@@ -411,13 +466,16 @@ def run_topology(
         }
         cpu_before = {name: cpu_seconds(tree) for name, tree in trees.items()}
         client_before = os.times()
+        log_offset = (server.dir / "server.log").stat().st_size
         if args.py_spy:
             for name, pid in pids.items():
                 out = str(Path(args.py_spy) / f"{topology}-{name}.txt")
                 spies[name] = profile(pid, out, nonblocking=True)
 
         print(f"\n[{topology}] {TOPOLOGIES[topology]}: creating {args.jobs} jobs ...", flush=True)
-        creation = asyncio.run(create_jobs(stack, client["api_key"], args.jobs, args.concurrency))
+        creation = asyncio.run(
+            create_jobs(stack, client["api_key"], args.jobs, args.concurrency, args.rate)
+        )
         t0 = min((c.started for c in creation.jobs.values()), default=0.0)
         for started, ended, error in creation.failures[:10]:
             print(f"  {error} at {started - t0:.1f}-{ended - t0:.1f} s")
@@ -426,8 +484,11 @@ def run_topology(
         records = wait_for_webhooks(stack.receiver_url, len(creation.jobs), args.stall_seconds)
 
         client_after = os.times()
-        # Postgres backends opened during the run are counted from zero.
-        trees["postgres"] = process_tree(postmaster_pid(server))
+        # Again: processes started during the run count from zero (PostgreSQL's
+        # new backends), those that ended show in their parent's children time.
+        trees = {
+            name: [p for pid in roots for p in process_tree(pid)] for name, roots in parts.items()
+        }
         cpu_after = {name: cpu_seconds(tree) for name, tree in trees.items()}
         for spy in spies.values():
             spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
@@ -435,6 +496,7 @@ def run_topology(
             spy.wait(timeout=120)
         spies.clear()
 
+        statements = count_statements(server, log_offset) if args.count_statements else {}
         figures = measure(creation, records)
         tallies = fake_tallies(stack)
         for gateway in stack.gateways:  # their backends exit and flush their statistics
@@ -453,6 +515,7 @@ def run_topology(
             **figures,
             "cpu_ms_per_job": {name: 1000 * s / done for name, s in cpu.items()},
             "cpu_seconds": cpu,
+            "statements_per_job": {k: n / done for k, n in statements.items()},
             "checks": checks,
             "database": db,
         }
@@ -494,6 +557,12 @@ def report(results: list[dict[str, Any]]) -> None:
     if len(results) == 2:
         a, b = results
         print(f"B/A: {b['jobs_per_second'] / a['jobs_per_second']:.2f}")
+    for r in results:
+        vendors = ", ".join(
+            f"{vendor} {p50:.2f}/{p99:.2f}"
+            for vendor, (p50, p99) in r["end_to_end_p50_p99_s_by_vendor"].items()
+        )
+        print(f"{r['topology']}: end to end p50/p99 s by vendor: {vendors}")
     print("\nCPU per job (ms), by process:")
     names = sorted({n for r in results for n in r["cpu_ms_per_job"]})
     print("| process | " + " | ".join(r["topology"] for r in results) + " |")
@@ -504,10 +573,15 @@ def report(results: list[dict[str, Any]]) -> None:
     totals = [_f(sum(r["cpu_ms_per_job"].values())) for r in results]
     print("| all | " + " | ".join(totals) + " |")
     for r in results:
+        if r["statements_per_job"]:
+            per_job = r["statements_per_job"]
+            print(f"\n{r['topology']}: SQL statements per job, {sum(per_job.values()):.1f} in all:")
+            for kind, n in sorted(per_job.items(), key=lambda kv: -kv[1]):
+                print(f"  {n:6.2f}  {kind}")
+    for r in results:
         db, done = r["database"], max(r["completed_with_webhook"], 1)
-        print(f"{r['topology']}: per job, {db['transactions'] / done:.1f} PostgreSQL transactions "
-              f"(counting single statements in autocommit), "
-              f"{db['connections_opened'] / done:.2f} connections opened")  # fmt: skip
+        print(f"{r['topology']}: {db['connections_opened'] / done:.2f} PostgreSQL connections "
+              "opened per job (pool churn)")  # fmt: skip
     for r in results:
         c = r["checks"]
         problems = {k: c[k] for k in ("webhooks_unexpected", "webhooks_duplicate_events",
@@ -528,10 +602,19 @@ def main() -> None:
     parser.add_argument("--topology", nargs="+", choices=sorted(TOPOLOGIES), default=["A", "B"])
     parser.add_argument("--concurrency", type=int, default=64, help="creates in flight")
     parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="creates per second (default: as fast as the gateway takes them); below the "
+        "gateway's capacity the end-to-end times are the pipeline's, not a backlog's",
+    )
+    parser.add_argument(
         "--worker-concurrency",
         type=int,
-        default=48,
-        help="WORKER_CONCURRENCY of each worker (also PROVIDER_MAX_IN_FLIGHT)",
+        default=32,
+        help="WORKER_CONCURRENCY of each worker (also PROVIDER_MAX_IN_FLIGHT); with vendors "
+        "that answer at once a task is all CPU: more in flight only queue for the CPU and "
+        "overflow the database pool (new connections per job: 0.08 at 16, 0.12 at 32, 0.33 at 48)",
     )
     parser.add_argument(
         "--callback-delay",
@@ -547,6 +630,12 @@ def main() -> None:
     )
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON too")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    parser.add_argument(
+        "--count-statements",
+        action="store_true",
+        help="log every SQL statement (log_statement=all) and count them per job; "
+        "the logging costs PostgreSQL some time, so use it apart from the timed runs",
+    )
     parser.add_argument(
         "--py-spy",
         metavar="DIR",

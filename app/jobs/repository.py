@@ -83,7 +83,7 @@ async def list_for_client(
     return jobs, None
 
 
-def _table(model: type[Job] | type[Task]) -> Table:
+def _table(model: type[Job] | type[Task] | type[JobResult]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
@@ -219,7 +219,16 @@ async def set_status_returning(
 
 
 async def save_result(session: AsyncSession, job_id: str, transcript: Any, raw: Any) -> None:
-    session.add(JobResult(job_id=job_id, transcript=transcript, raw=raw))
+    await session.execute(
+        _insert_result(), {"job_id": job_id, "transcript": transcript, "raw": raw}
+    )
+
+
+@functools.cache
+def _insert_result() -> Insert:
+    """Built once, on the table: no statement to build and no unit of work per job."""
+    columns = ("job_id", "transcript", "raw")
+    return insert(_table(JobResult)).values({name: bindparam(name) for name in columns})
 
 
 async def get_result(session: AsyncSession, job_id: str) -> JobResult | None:

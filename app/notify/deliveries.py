@@ -7,12 +7,14 @@ signature are fresh each time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Insert, Select, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from app.db import utcnow
 from app.ids import new_id
@@ -36,23 +38,23 @@ async def record_event(
         job = await session.get(Job, job_id, populate_existing=True)
     if job is None or not job.callback_url:
         return
-    now = utcnow()
-    delivery = WebhookDelivery(
-        id=new_id("msg"),
-        job_id=job_id,
-        event_type=event_type,
-        payload={
+    now, delivery_id = utcnow(), new_id("msg")
+    delivery = {
+        "id": delivery_id,
+        "job_id": job_id,
+        "event_type": event_type,
+        "payload": {
             "type": event_type,
             "timestamp": now.isoformat().replace("+00:00", "Z"),
             "data": JobOut.of(job).model_dump(mode="json"),
         },
-        status=PENDING,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    session.add(delivery)
-    await queue.enqueue(session, DELIVER_TASK, job_id, ref=delivery.id)
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    await session.execute(_insert(WebhookDelivery, tuple(delivery)), delivery)
+    await queue.enqueue(session, DELIVER_TASK, job_id, ref=delivery_id)
 
 
 @dataclass(frozen=True)
@@ -66,14 +68,7 @@ async def target(session: AsyncSession, delivery_id: str | None) -> Target | Non
     """What an attempt needs, or None when the delivery is gone or no longer pending."""
     if delivery_id is None:
         return None
-    row = (
-        await session.execute(
-            select(WebhookDelivery, Job.callback_url, Client)
-            .join(Job, Job.id == WebhookDelivery.job_id)
-            .join(Client, Client.id == Job.client_id)
-            .where(WebhookDelivery.id == delivery_id)
-        )
-    ).first()
+    row = (await session.execute(_select_target(), {"delivery_id": delivery_id})).first()
     if row is None:
         return None
     delivery, url, client = row
@@ -96,15 +91,11 @@ async def record_attempt(
 ) -> None:
     # One UPDATE, not a read and then a write; no row: the delivery was deleted
     # (with its job) meanwhile, and the attempt has nothing to belong to.
-    updated = await session.scalar(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id)
-        .values(attempts=attempt.attempt, status=status, next_attempt_at=next_attempt_at)
-        .returning(WebhookDelivery.id)
-        .execution_options(synchronize_session=False)
-    )
-    if updated is not None:
-        session.add(attempt)
+    settled = {"delivery_id": delivery_id, "attempts_now": attempt.attempt,
+               "status_now": status, "next_attempt_now": next_attempt_at}  # fmt: skip
+    if await session.scalar(_settle_attempt(), settled) is not None:
+        values = {name: getattr(attempt, name) for name in _ATTEMPT_COLUMNS}
+        await session.execute(_insert(WebhookAttempt, _ATTEMPT_COLUMNS), values)
 
 
 async def mark_failed(session: AsyncSession, delivery_id: str | None) -> None:
@@ -137,3 +128,49 @@ async def send_again(session: AsyncSession, delivery: WebhookDelivery) -> None:
     """A failed delivery goes out once more, now (if that fails too, it stays failed)."""
     delivery.status, delivery.next_attempt_at = PENDING, utcnow()
     await queue.enqueue(session, DELIVER_TASK, delivery.job_id, ref=delivery.id)
+
+
+# The statements of every delivery, built once with bound parameters (on the
+# tables for writes): building a statement, and the ORM's unit of work around
+# it, cost more than running a cached one.
+
+_ATTEMPT_COLUMNS = ("delivery_id", "attempt", "attempted_at", "status_code",
+                    "response_excerpt", "error", "duration_ms")  # fmt: skip
+
+
+def _table(model: type[WebhookDelivery] | type[WebhookAttempt]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+@functools.cache
+def _insert(
+    model: type[WebhookDelivery] | type[WebhookAttempt], columns: tuple[str, ...]
+) -> Insert:
+    return insert(_table(model)).values({name: bindparam(name) for name in columns})
+
+
+@functools.cache
+def _select_target() -> Select[WebhookDelivery, str | None, Client]:
+    return (
+        select(WebhookDelivery, Job.callback_url, Client)
+        .join(Job, Job.id == WebhookDelivery.job_id)
+        .join(Client, Client.id == Job.client_id)
+        .where(WebhookDelivery.id == bindparam("delivery_id"))
+    )
+
+
+@functools.cache
+def _settle_attempt() -> ReturningUpdate[str]:
+    deliveries = _table(WebhookDelivery)
+    return (
+        update(deliveries)
+        .where(deliveries.c.id == bindparam("delivery_id"))
+        .values(
+            attempts=bindparam("attempts_now"),
+            status=bindparam("status_now"),
+            next_attempt_at=bindparam("next_attempt_now"),
+        )
+        .returning(deliveries.c.id)
+    )

@@ -8,14 +8,28 @@ dies simply lets its lease run out, and the task is due again (no reaper).
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import (
+    Delete,
+    Insert,
+    Integer,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from app.db import utcnow
 from app.events import TASKS_CHANNEL, announce, notify_column
@@ -43,15 +57,14 @@ async def enqueue(
     ref: str | None = None,
 ) -> None:
     """Add a task in the caller's transaction; workers are woken when it commits."""
-    session.add(
-        Task(
-            kind=kind,
-            job_id=job_id,
-            run_at=run_at or utcnow(),
-            ref=ref,
-            request_id=request_id.get(),
-        )
-    )
+    values = {
+        "kind": kind,
+        "job_id": job_id,
+        "run_at": run_at or utcnow(),
+        "ref": ref,
+        "request_id": request_id.get(),
+    }
+    await session.execute(_insert_task(), values)
     await announce(session, TASKS_CHANNEL, by_trigger=True)
 
 
@@ -60,20 +73,8 @@ async def claim(session: AsyncSession, limit: int, lease: timedelta) -> list[Cla
     lets concurrent claimers pass each other without waiting or sharing."""
     now = utcnow()
     token = secrets.token_hex(16)
-    due = (
-        select(Task.id)
-        .where(Task.run_at <= now)
-        .order_by(Task.run_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
     rows = await session.execute(
-        update(Task)
-        .where(Task.id.in_(due))
-        .values(run_at=now + lease, attempts=Task.attempts + 1, claim_token=token)
-        .returning(Task.id, Task.kind, Task.job_id, Task.attempts, Task.ref, Task.request_id)
-        .execution_options(synchronize_session=False)
+        _claim_due(), {"now": now, "limit": limit, "until": now + lease, "token": token}
     )
     return [
         ClaimedTask(r.id, r.kind, r.job_id, r.attempts, token, r.ref, r.request_id) for r in rows
@@ -86,8 +87,54 @@ def _owned(task: ClaimedTask) -> ColumnElement[bool]:
 
 async def finish(session: AsyncSession, task: ClaimedTask) -> bool:
     """Remove a done task; False if its lease was lost to another worker."""
-    result = await session.execute(delete(Task).where(_owned(task)))
+    result = await session.execute(_delete_owned(), {"id": task.id, "token": task.claim_token})
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# The three statements every task goes through, built once with bound parameters
+# and on the table rather than the mapped class: building a statement, and the
+# ORM's unit of work around it, cost more than running a cached one.
+
+
+def _tasks() -> Table:
+    table = Task.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+@functools.cache
+def _insert_task() -> Insert:
+    columns = ("kind", "job_id", "run_at", "ref", "request_id")
+    return insert(_tasks()).values({name: bindparam(name) for name in columns})
+
+
+@functools.cache
+def _claim_due() -> ReturningUpdate[int, str, str, int, str | None, str | None]:
+    tasks = _tasks().c
+    due = (
+        select(tasks.id)
+        .where(tasks.run_at <= bindparam("now"))
+        .order_by(tasks.run_at)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return (
+        update(_tasks())
+        .where(tasks.id.in_(due))
+        .values(
+            run_at=bindparam("until"), attempts=tasks.attempts + 1, claim_token=bindparam("token")
+        )
+        .returning(tasks.id, tasks.kind, tasks.job_id, tasks.attempts, tasks.ref, tasks.request_id)
+    )
+
+
+@functools.cache
+def _delete_owned() -> Delete:
+    tasks = _tasks().c
+    return delete(_tasks()).where(
+        tasks.id == bindparam("id"), tasks.claim_token == bindparam("token")
+    )
 
 
 async def reschedule(
