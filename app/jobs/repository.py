@@ -237,3 +237,12 @@ async def get_result(session: AsyncSession, job_id: str) -> JobResult | None:
 
 async def delete_job(session: AsyncSession, job_id: str) -> None:
     await session.execute(delete(Job).where(Job.id == job_id))
+
+
+async def set_deadline(session: AsyncSession, job_id: str, deadline: datetime) -> None:
+    await session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(deadline_at=deadline)
+        .execution_options(synchronize_session=False)
+    )

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -80,11 +80,11 @@ class _JobStep:
     async def _before_deadline(job: Job, call: Awaitable[T]) -> T:
         """A vendor that hangs is cut off at the job's deadline (the adapters'
         own timeouts are long: a synchronous transcription may take minutes)."""
-        if job.deadline_at is None:
+        left = (job.deadline_at - utcnow()).total_seconds() if job.deadline_at else 0.0
+        if left <= 0:  # no deadline running (or its last call): the adapter's timeouts
             return await call
-        left = (job.deadline_at - utcnow()).total_seconds()
         try:
-            return await asyncio.wait_for(call, timeout=max(left, 1.0))
+            return await asyncio.wait_for(call, timeout=left)
         except TimeoutError:
             raise RetryableProviderError(
                 f"provider {job.provider!r} did not answer before the job's deadline"
@@ -179,6 +179,8 @@ class _JobStep:
                 await ledger.settle(session, submission, ledger.RETRYABLE)
                 await session.commit()
         deadline = job.deadline_at
+        if deadline is not None and task.kind == service.POLL_TASK and task.attempts == 1:
+            deadline = await self._restart_deadline(job)
         if deadline is not None:
             now = utcnow()
             wait = timedelta(seconds=exc.retry_after or 0)
@@ -187,6 +189,17 @@ class _JobStep:
                 return
             exc.retry_not_after = deadline  # type: ignore[attr-defined]
         raise exc
+
+    async def _restart_deadline(self, job: Job) -> datetime:
+        """The poll before this one went well (a poll's attempts restart at each
+        good answer): a vendor may work on a job for hours, so for a job it has
+        accepted the deadline counts from the first of a run of failures."""
+        deadline = utcnow() + timedelta(seconds=self.ctx.settings.provider_deadline_seconds)
+        async with self.ctx.sessions() as session:
+            await repository.set_deadline(session, job.id, deadline)
+            await session.commit()
+        job.deadline_at = deadline
+        return deadline
 
     def _deadline_error(self, job: Job, exc: ProviderError) -> dict[str, Any]:
         seconds = int(self.ctx.settings.provider_deadline_seconds)

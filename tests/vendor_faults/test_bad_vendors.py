@@ -318,3 +318,20 @@ async def _submissions(url: str, job_id: str) -> list[ProviderSubmission]:
             return list(await session.scalars(query))
     finally:
         await engine.dispose()
+
+
+def test_a_job_the_vendor_works_on_past_the_deadline_still_gets_its_retries(
+    start: Start, daglo: FakeDaglo
+) -> None:
+    # The deadline is for a run of failures: a vendor may work on a job for
+    # longer than it, and one failed poll after that is retried, not fatal.
+    daglo.callbacks_enabled = False
+    daglo.step_seconds = 1.2  # processing for several seconds, past the 1.5 s deadline
+    gateway, key = start(PROVIDER_DEADLINE_SECONDS=1.5)
+    with gateway.client(key) as client:
+        job = create(client, provider="daglo")
+        time.sleep(2.0)
+        daglo.fail("status", 503, body={"error": "Service Unavailable."})
+        done = wait_for_job(client, job["id"], timeout=30)
+    assert done["status"] == "completed", done
+    assert len(daglo.calls("submit")) == 1
