@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,7 +30,7 @@ from app.jobs.schemas import CreateJobFromUrl, JobFields, JobStatus
 from app.metrics import job_created
 from app.models import Job
 from app.providers.base import Provider
-from app.queue.repository import ClaimedTask
+from app.queue.repository import ClaimedTask, new_claim_token
 from app.storage import audio_key, job_prefix
 from app.urls import UrlRefused, check_url_target
 
@@ -134,9 +133,7 @@ async def store_job_to_run_now(
     """As store_job, with the first task claimed by the caller, who runs it at
     once: it is leased as a worker's claim would be, so if this process dies
     the task comes back to the workers when the lease runs out."""
-    lease = Lease(
-        secrets.token_hex(16), utcnow() + timedelta(seconds=ctx.settings.task_lease_seconds)
-    )
+    lease = Lease(new_claim_token(), utcnow() + timedelta(seconds=ctx.settings.task_lease_seconds))
     job, task_id = await _store(ctx, client, job_id, fields, upload, None, None, lease)
     task = ClaimedTask(
         task_id, service.SUBMIT_TASK, job.id, 1, lease.token, None, logs.request_id.get()

@@ -68,11 +68,17 @@ async def enqueue(
     await announce(session, TASKS_CHANNEL, by_trigger=True)
 
 
+def new_claim_token() -> str:
+    """What marks a claim as its claimant's: a worker's, or a request's that runs
+    its own task (the OpenAI route)."""
+    return secrets.token_hex(16)
+
+
 async def claim(session: AsyncSession, limit: int, lease: timedelta) -> list[ClaimedTask]:
     """Take up to ``limit`` due tasks. One statement; SKIP LOCKED on PostgreSQL
     lets concurrent claimers pass each other without waiting or sharing."""
     now = utcnow()
-    token = secrets.token_hex(16)
+    token = new_claim_token()
     rows = await session.execute(
         _claim_due(), {"now": now, "limit": limit, "until": now + lease, "token": token}
     )
