@@ -23,15 +23,16 @@ from app.deps import Caller
 from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType, field_errors
 from app.events import commit
 from app.ids import new_id
-from app.jobs import idempotency, repository, service
+from app.jobs import idempotency, ledger, repository, service
 from app.jobs.form import FORM_FIELDS, DigestSink, FilePart, JobFormReader
+from app.jobs.held import HeldSubmit
 from app.jobs.repository import Lease
 from app.jobs.schemas import CreateJobFromUrl, JobFields, JobStatus
 from app.metrics import job_created
 from app.models import Job
 from app.providers.base import Provider
 from app.queue.repository import ClaimedTask, new_claim_token
-from app.storage import audio_key, job_prefix
+from app.storage import BlobWriter, audio_key, job_prefix
 from app.urls import UrlRefused, check_url_target
 
 _MAX_JSON_BODY = 1024 * 1024
@@ -42,6 +43,7 @@ class StoredUpload:
     part: FilePart
     size: int
     sha256: str
+    in_memory: bytes | None = None  # the bytes too, when the reader was asked to keep them
 
 
 _FORM_OVERHEAD = 1024 * 1024  # room for the form's other fields and boundaries
@@ -119,7 +121,17 @@ async def store_job(
 ) -> Job:
     """Validate against the provider, then insert the job with its first task
     (and bind the request's Idempotency-Key to it, in the same transaction)."""
-    job, _ = await _store(ctx, client, job_id, fields, upload, source_url, claim, None)
+    logs.job_id.set(job_id)
+    job = await _validated_job(ctx, client, job_id, fields, upload, source_url)
+    # PostgreSQL writes both rows in one statement: no transaction needed, unless a key is bound.
+    one_statement = ctx.engine.dialect.name == "postgresql" and claim is None
+    async with (ctx.autocommit_sessions if one_statement else ctx.sessions)() as session:
+        await repository.insert_with_first_task(session, job, service.SUBMIT_TASK)
+        if claim is not None:
+            request_hash = idempotency.fingerprint(fields, upload, source_url)
+            await idempotency.bind(session, claim, request_hash, job.id)
+        await commit(session, ctx.hub)
+    job_created(job.provider)  # committed: the job exists
     return job
 
 
@@ -129,40 +141,40 @@ async def store_job_to_run_now(
     job_id: str,
     fields: JobFields,
     upload: StoredUpload,
+    provider: Provider,
 ) -> tuple[Job, ClaimedTask]:
-    """As store_job, with the first task claimed by the caller, who runs it at
-    once: it is leased as a worker's claim would be, so if this process dies
-    the task comes back to the workers when the lease runs out."""
+    """As store_job, for a provider that answers in one call, whose submit the
+    caller runs at once: the job is stored already ``processing``, its submit
+    task leased as a worker's claim would be and its ledger row open, all in
+    one statement. If this process dies the lease runs out and a worker finds
+    the open row: the submit was cut off, as any other."""
+    logs.job_id.set(job_id)
+    job = await _validated_job(ctx, client, job_id, fields, upload, None)
+    # As the submit step shows a synchronous provider's job: in hand, the engine working.
+    job.status, job.provider_job_id, job.provider_status = (
+        JobStatus.processing.value,
+        job_id,
+        "running",
+    )
     lease = Lease(new_claim_token(), utcnow() + timedelta(seconds=ctx.settings.task_lease_seconds))
-    job, task_id = await _store(ctx, client, job_id, fields, upload, None, None, lease)
+    submission = None
+    one_statement = ctx.engine.dialect.name == "postgresql"
+    async with (ctx.autocommit_sessions if one_statement else ctx.sessions)() as session:
+        if ledger.is_kept_for(provider):
+            task_id, submission = await repository.insert_submitting(
+                session, job, service.SUBMIT_TASK, lease
+            )
+        else:
+            task_id = await repository.insert_with_first_task(
+                session, job, service.SUBMIT_TASK, lease
+            )
+        await commit(session, ctx.hub)
+    job_created(job.provider)
+    held = HeldSubmit(job, submission, upload.in_memory)
     task = ClaimedTask(
-        task_id, service.SUBMIT_TASK, job.id, 1, lease.token, None, logs.request_id.get()
+        task_id, service.SUBMIT_TASK, job.id, 1, lease.token, None, logs.request_id.get(), held
     )
     return job, task
-
-
-async def _store(
-    ctx: GatewayContext,
-    client: Caller,
-    job_id: str,
-    fields: JobFields,
-    upload: StoredUpload | None,
-    source_url: str | None,
-    claim: idempotency.Claim | None,
-    lease: Lease | None,
-) -> tuple[Job, int]:
-    logs.job_id.set(job_id)
-    job = await _validated_job(ctx, client, job_id, fields, upload, source_url)
-    # PostgreSQL writes both rows in one statement: no transaction needed, unless a key is bound.
-    one_statement = ctx.engine.dialect.name == "postgresql" and claim is None
-    async with (ctx.autocommit_sessions if one_statement else ctx.sessions)() as session:
-        task_id = await repository.insert_with_first_task(session, job, service.SUBMIT_TASK, lease)
-        if claim is not None:
-            request_hash = idempotency.fingerprint(fields, upload, source_url)
-            await idempotency.bind(session, claim, request_hash, job.id)
-        await commit(session, ctx.hub)
-    job_created(job.provider)  # committed: the job exists
-    return job, task_id
 
 
 def _content_length(request: Request) -> int | None:
@@ -178,16 +190,18 @@ async def read_form(
     fields: frozenset[str] = FORM_FIELDS,
     repeatable: frozenset[str] = frozenset(),
     max_parts: int | None = None,
+    keep_in_memory: int = 0,
 ) -> tuple[JobFormReader, StoredUpload | None]:
     """Stream a multipart body: the file to the job's audio key, the other fields kept.
 
     Without a ``job_id`` the file is only counted and hashed (a replayed request).
+    A file of at most ``keep_in_memory`` bytes is also kept in memory.
     """
     limit = ctx.settings.max_upload_bytes
     declared = _content_length(request)
     if declared is not None and declared > limit + _FORM_OVERHEAD:
         raise PayloadTooLarge(f"the request is larger than the upload limit of {limit} bytes")
-    writer = ctx.storage.writer(audio_key(job_id)) if job_id else DigestSink()
+    writer = ctx.storage.writer(audio_key(job_id), keep_in_memory) if job_id else DigestSink()
     try:
         reader = JobFormReader(
             request.headers["content-type"],
@@ -202,7 +216,8 @@ async def read_form(
         upload = None
         if reader.file is not None:
             await writer.commit()
-            upload = StoredUpload(reader.file, writer.size, writer.sha256)
+            kept = writer.kept() if isinstance(writer, BlobWriter) else None
+            upload = StoredUpload(reader.file, writer.size, writer.sha256, kept)
         else:
             writer.abort()
     except BaseException:

@@ -20,6 +20,12 @@ RETRYABLE = "retryable"  # an error answer (5xx, 429, …): the vendor did not t
 IN_DOUBT = "in_doubt"  # the gateway died while the vendor had the request
 
 
+def is_kept_for(provider: object) -> bool:
+    """Whether submits to this provider are written down: not where sending one
+    twice costs nothing (the local engine, which is simply run again)."""
+    return not getattr(provider, "resubmit_is_free", False)
+
+
 async def open_submission(session: AsyncSession, job_id: str, provider: str) -> int | None:
     """The id of a submit to this vendor that was started and never settled."""
     return await session.scalar(

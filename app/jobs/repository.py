@@ -10,7 +10,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Table, Update, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    CTE,
+    Insert,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    insert,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
@@ -18,7 +31,7 @@ from sqlalchemy.sql import ColumnElement
 from app.events import TASKS_CHANNEL, announce, notify_column
 from app.ids import looks_like_id
 from app.logs import request_id
-from app.models import Job, JobResult, Task
+from app.models import Job, JobResult, ProviderSubmission, Task
 
 
 class InvalidCursor(ValueError):
@@ -83,7 +96,7 @@ async def list_for_client(
     return jobs, None
 
 
-def _table(model: type[Job] | type[Task] | type[JobResult]) -> Table:
+def _table(model: type[Job] | type[Task] | type[JobResult] | type[ProviderSubmission]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
@@ -96,20 +109,18 @@ def _column_values(job: Job, prefix: str = "") -> dict[str, Any]:
     }
 
 
-@functools.cache
-def _insert_job_and_task() -> Insert:
-    """One statement that writes a job and its first task (PostgreSQL).
-
-    Built once with bound parameters: building SQLAlchemy statements costs more
-    than executing a cached one, and this is the hottest write of the API.
-    """
-    jobs, tasks = _table(Job), _table(Task)
-    new_job = (
+def _new_job_cte() -> CTE:
+    jobs = _table(Job)
+    return (
         insert(jobs)
         .values({c.name: bindparam(f"job_{c.name}", type_=c.type) for c in jobs.columns})
         .returning(jobs.c.id)
         .cte("new_job")
     )
+
+
+def _first_task_of(new_job: CTE) -> Insert:
+    tasks = _table(Task)
     return (
         insert(tasks)
         .from_select(
@@ -120,6 +131,38 @@ def _insert_job_and_task() -> Insert:
             ),
         )
         .returning(tasks.c.id)
+    )
+
+
+@functools.cache
+def _insert_job_and_task() -> Insert:
+    """One statement that writes a job and its first task (PostgreSQL).
+
+    Built once with bound parameters: building SQLAlchemy statements costs more
+    than executing a cached one, and this is the hottest write of the API.
+    """
+    return _first_task_of(_new_job_cte())
+
+
+@functools.cache
+def _insert_job_task_and_submission() -> Select[Any]:
+    """As _insert_job_and_task, with the job's ledger row opened in the same statement."""
+    submissions = _table(ProviderSubmission)
+    new_job = _new_job_cte()
+    new_task = _first_task_of(new_job).cte("new_task")
+    columns = ("provider", "started_at")
+    new_submission = (
+        insert(submissions)
+        .from_select(
+            ["job_id", *columns],
+            select(new_job.c.id, *(bindparam(f"submission_{name}") for name in columns)),
+        )
+        .returning(submissions.c.id)
+        .cte("new_submission")
+    )
+    # One row each: joined on nothing.
+    return select(new_task.c.id, new_submission.c.id).select_from(
+        new_task.join(new_submission, true())
     )
 
 
@@ -134,6 +177,17 @@ class Lease:
     until: datetime
 
 
+def _first_task_values(job: Job, task_kind: str, lease: Lease | None) -> dict[str, Any]:
+    return {
+        "kind": task_kind,
+        "run_at": lease.until if lease else job.created_at,
+        "created_at": job.created_at,
+        "request_id": request_id.get(),
+        "attempts": 1 if lease else 0,
+        "claim_token": lease.token if lease else None,
+    }
+
+
 async def insert_with_first_task(
     session: AsyncSession, job: Job, task_kind: str, lease: Lease | None = None
 ) -> int:
@@ -143,24 +197,43 @@ async def insert_with_first_task(
     With a ``lease`` the task is claimed already (no worker takes it before the
     lease runs out). Returns the task's id.
     """
-    task = {
-        "kind": task_kind,
-        "run_at": lease.until if lease else job.created_at,
-        "created_at": job.created_at,
-        "request_id": request_id.get(),
-        "attempts": 1 if lease else 0,
-        "claim_token": lease.token if lease else None,
-    }
+    task = _first_task_values(job, task_kind, lease)
     if session.get_bind().dialect.name == "postgresql":
         params = _column_values(job, "job_") | {f"task_{k}": v for k, v in task.items()}
         task_id = (await session.execute(_insert_job_and_task(), params)).scalar_one()
     else:
-        await session.execute(insert(_table(Job)).values(_column_values(job)))
-        inserted = insert(_table(Task)).values(job_id=job.id, **task).returning(Task.id)
-        task_id = (await session.execute(inserted)).scalar_one()
+        task_id = await _insert_one_by_one(session, job, task)
     if lease is None:
         await announce(session, TASKS_CHANNEL, by_trigger=True)
     return int(task_id)
+
+
+async def insert_submitting(
+    session: AsyncSession, job: Job, task_kind: str, lease: Lease
+) -> tuple[int, int]:
+    """As insert_with_first_task with a lease, and the job's submit written down
+    in the ledger as started (the caller submits at once). (task id, ledger row id)."""
+    task = _first_task_values(job, task_kind, lease)
+    started = {"provider": job.provider, "started_at": job.created_at}
+    if session.get_bind().dialect.name == "postgresql":
+        params = (
+            _column_values(job, "job_")
+            | {f"task_{k}": v for k, v in task.items()}
+            | {f"submission_{k}": v for k, v in started.items()}
+        )
+        row = (await session.execute(_insert_job_task_and_submission(), params)).one()
+        return int(row[0]), int(row[1])
+    task_id = await _insert_one_by_one(session, job, task)
+    inserted = insert(_table(ProviderSubmission)).values(job_id=job.id, **started)
+    submission_id = (await session.execute(inserted.returning(ProviderSubmission.id))).scalar_one()
+    return task_id, int(submission_id)
+
+
+async def _insert_one_by_one(session: AsyncSession, job: Job, task: dict[str, Any]) -> int:
+    """SQLite: the job, then its task (in the caller's transaction)."""
+    await session.execute(insert(_table(Job)).values(_column_values(job)))
+    inserted = insert(_table(Task)).values(job_id=job.id, **task).returning(Task.id)
+    return int((await session.execute(inserted)).scalar_one())
 
 
 def _status_change(

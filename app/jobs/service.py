@@ -131,7 +131,9 @@ async def complete(
     artifacts: list[dict],
     provider_job_id: str | None,
     provider_status: str | None,
-) -> bool:
+) -> Job | None:
+    """The job completed with ``result``: the job as it now is, or None if it had
+    already ended (a late or repeated answer)."""
     now = utcnow()
     job = await _end(
         session,
@@ -146,13 +148,13 @@ async def complete(
         },
     )
     if job is None:
-        return False
+        return None
     await repository.save_result(
         session, job_id, result.transcript.model_dump(mode="json"), result.raw
     )
     await deliveries.record_event(session, job_id, "job.completed", job=job)
     _count_on_commit(session, job, JobStatus.completed.value, now)
-    return True
+    return job
 
 
 async def fail(

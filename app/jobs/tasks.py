@@ -22,6 +22,7 @@ from app.context import GatewayContext
 from app.db import retry_while_unreachable, utcnow
 from app.events import commit
 from app.jobs import ledger, repository, service
+from app.jobs.held import HeldSubmit
 from app.jobs.sources import download_source
 from app.links import callback_url, media_url
 from app.models import Job
@@ -117,7 +118,7 @@ class _JobStep:
                 outcome = ledger.REFUSED if update.status == "failed" else ledger.ACCEPTED
                 await ledger.settle(session, submission, outcome, update.provider_job_id)
             if update.status == "completed" and update.result is not None:
-                await service.complete(
+                completed = await service.complete(
                     session,
                     job.id,
                     update.result,
@@ -126,6 +127,9 @@ class _JobStep:
                     update.provider_status,
                 )
                 await queue.finish(session, task)
+                if isinstance(task.held, HeldSubmit) and completed is not None:
+                    task.held.completed = completed
+                    task.held.transcript = update.result.transcript
             elif update.status == "failed":
                 error = update.error or PermanentProviderError(
                     "provider_failed", "the provider reported the job as failed"
@@ -175,9 +179,7 @@ class _JobStep:
         """The vendor failed in a way worth retrying: retry (raise, and the worker
         backs off) until the job's deadline for this vendor, then move on."""
         if submission is not None:
-            async with self.ctx.sessions() as session:
-                await ledger.settle(session, submission, ledger.RETRYABLE)
-                await session.commit()
+            await self._settle(submission, ledger.RETRYABLE)
         deadline = job.deadline_at
         if deadline is not None and task.kind == service.POLL_TASK and task.attempts == 1:
             deadline = await self._restart_deadline(job)
@@ -189,6 +191,11 @@ class _JobStep:
                 return
             exc.retry_not_after = deadline  # type: ignore[attr-defined]
         raise exc
+
+    async def _settle(self, submission: int, outcome: str) -> None:
+        async with self.ctx.autocommit_sessions() as session:
+            await ledger.settle(session, submission, outcome)
+            await session.commit()
 
     async def _restart_deadline(self, job: Job) -> datetime:
         """The poll before this one went well (a poll's attempts restart at each
@@ -278,22 +285,27 @@ class _JobStep:
 
 class SubmitStep(_JobStep):
     async def run(self, task: ClaimedTask) -> None:
-        job = await self._load(task)
+        # A request running its own job's submit holds the job, already started.
+        held = task.held if isinstance(task.held, HeldSubmit) else None
+        job = held.job if held else await self._load(task)
         if job is None:
             return
-        submission: int | None = None
+        submission = held.submission if held else None
         try:
             provider = self._provider(job)
-            request = await self._request(job, provider)
+            request = await self._request(job, provider, held.audio if held else None)
             with self.ctx.guard.slot(provider.name):
-                started, submission = await self._start(job, task, provider)
-                if not started:
-                    return
+                if held is None:
+                    started, submission = await self._start(job, task, provider)
+                    if not started:
+                        return
                 update = await self._before_deadline(job, provider.submit(request))
         except PermanentProviderError as exc:
             await self._keep(job, partial(self._fail_and_finish, job.id, task, exc, submission))
             return
         except VendorUnavailable as exc:
+            if submission is not None:  # held: its ledger row was opened, nothing was sent
+                await self._settle(submission, ledger.RETRYABLE)
             await self._vendor_unavailable(job, task, exc, before_submit=True)
             return
         except RetryableProviderError as exc:
@@ -315,7 +327,7 @@ class SubmitStep(_JobStep):
         """In one transaction: write the submit down in the ledger (unless
         sending it twice is free), and show a synchronous provider's job as in
         hand. False when an earlier submit was cut off and the job failed."""
-        ledgered = not getattr(provider, "resubmit_is_free", False)
+        ledgered = ledger.is_kept_for(provider)
         submission = None
         async with self.ctx.sessions() as session:
             if ledgered:
@@ -350,7 +362,9 @@ class SubmitStep(_JobStep):
         await queue.finish(session, task)
         log.warning("job %s: a submit to %s was cut off by a restart", job.id, job.provider)
 
-    async def _request(self, job: Job, provider: Provider) -> SubmitRequest:
+    async def _request(
+        self, job: Job, provider: Provider, audio: bytes | None = None
+    ) -> SubmitRequest:
         options = self._options(job, provider)
         if provider.needs_local_audio and job.audio_key is None:
             await self._fetch_source(job)
@@ -375,6 +389,7 @@ class SubmitStep(_JobStep):
             source_url=job.source.get("url"),
             language=job.language,
             options=options,
+            audio=audio,
         )
 
     async def _fetch_source(self, job: Job) -> None:

@@ -28,6 +28,7 @@ from app.deps import Caller, Ctx, CurrentClient
 from app.errors import field_errors
 from app.ids import new_id
 from app.jobs import intake, repository, service
+from app.jobs.held import HeldSubmit
 from app.jobs.schemas import JobFields, JobStatus
 from app.models import Job
 from app.openai_compat.errors import (
@@ -188,6 +189,7 @@ async def _create_job(
             fields=FORM_FIELDS,
             repeatable=_GRANULARITY_FIELDS,
             max_parts=_MAX_PARTS,
+            keep_in_memory=ctx.settings.inline_upload_max_bytes,
         )
         if upload is None:
             raise _bad("you must provide a 'file' field", "file")
@@ -195,7 +197,9 @@ async def _create_job(
         provider = _provider(ctx, asked)
         fields = job_fields(asked, provider)
         if provider.capabilities.synchronous and ctx.task_runner is not None:
-            job, task = await intake.store_job_to_run_now(ctx, client, job_id, fields, upload)
+            job, task = await intake.store_job_to_run_now(
+                ctx, client, job_id, fields, upload, provider
+            )
             return job, asked, task
         job = await intake.store_job(ctx, client, job_id, fields, upload, None)
     return job, asked, None
@@ -391,6 +395,10 @@ async def create_transcription(request: Request, ctx: Ctx, client: CurrentClient
     job, asked, task = await _create_job(request, ctx, client)
     if task is not None and ctx.task_runner is not None:
         await ctx.task_runner.execute(task)
+        held = task.held
+        if isinstance(held, HeldSubmit) and held.completed and held.transcript:
+            # Completed by this request: answered from what it holds, no reads.
+            return _answer(job.id, held.transcript, asked, held.completed.language)
     done = await wait_until_terminal(ctx, request, client, job.id, MAX_WAIT_SECONDS)
     if done is None:
         # Gone (deleted) or nobody listening any more: the answer is not read.
@@ -406,19 +414,22 @@ async def create_transcription(request: Request, ctx: Ctx, client: CurrentClient
         )
     if done.status != JobStatus.completed:
         raise _failure(done)
-    transcript = await _transcript(ctx, done)
+    return _answer(job.id, await _transcript(ctx, done), asked, done.language)
+
+
+def _answer(
+    job_id: str, transcript: Transcript, asked: TranscriptionRequest, language: str | None
+) -> Response:
     try:
-        body, media_type = render(
-            transcript, asked.response_format, asked.granularities, done.language
-        )
+        body, media_type = render(transcript, asked.response_format, asked.granularities, language)
     except TranscriptHasNoTimings as exc:
         raise OpenAIError(
             400,
-            f"{exc} (job {job.id}: GET /jobs/{job.id}/transcript has it)",
+            f"{exc} (job {job_id}: GET /jobs/{job_id}/transcript has it)",
             param="response_format",
             code="unsupported_value",
         ) from None
-    headers = {"x-job-id": job.id}
+    headers = {"x-job-id": job_id}
     if isinstance(body, dict):
         return JSONResponse(body, media_type=media_type, headers=headers)
     return Response(body, media_type=media_type, headers=headers)

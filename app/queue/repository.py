@@ -46,6 +46,9 @@ class ClaimedTask:
     claim_token: str
     ref: str | None = None
     request_id: str | None = None  # of the request that caused it, for the logs
+    # What the process that claimed the task hands its handler in memory (a
+    # request running its own job's submit: app.jobs.held); never stored.
+    held: object | None = None
 
 
 async def enqueue(

@@ -5,6 +5,7 @@ hand-off), leased like a worker's claim, and in the submit ledger."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -75,12 +76,65 @@ def test_the_request_claims_and_runs_its_own_submit(
     )
     open_rows = _rows(postgres_url, "SELECT outcome FROM provider_submissions")
     assert [row.outcome for row in open_rows] == [None, None]
+    # The request's job was written in hand (processing) with its ledger row.
+    jobs = _rows(postgres_url, "SELECT status, provider_status FROM jobs ORDER BY created_at")
+    assert [tuple(job) for job in jobs] == [("processing", "running")] * 2
     request.join(timeout=30)
 
     assert answers == [TEXT]
     assert upstream.calls_made == 2
     settled = _rows(postgres_url, "SELECT outcome FROM provider_submissions")
     assert [row.outcome for row in settled] == ["accepted", "accepted"]
+
+
+def test_the_upload_held_in_memory_is_also_stored(
+    upstream: BadUpstream,
+    vendor_gateway: Callable[..., tuple[ThreadedGateway, str]],
+    postgres_url: str,
+) -> None:
+    upstream.mode = "ok"
+    gateway, key = vendor_gateway(OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=f"{upstream.base_url}/v1")
+    client = OpenAI(base_url=gateway.base_url + "/v1", api_key=key, timeout=60)
+    raw = client.audio.transcriptions.with_raw_response.create(
+        model="openai/whisper-1", file=SPEECH_WAV
+    )
+    assert raw.parse().text == TEXT
+    [sent] = upstream.bodies
+    assert SPEECH_WAV.read_bytes() in sent
+    with gateway.client(key) as http:
+        job = http.get(f"/jobs/{raw.headers['x-job-id']}").json()
+    assert job["status"] == "completed"
+    assert job["source"]["sha256"] == hashlib.sha256(SPEECH_WAV.read_bytes()).hexdigest()
+    [(audio_key,)] = _rows(postgres_url, "SELECT audio_key FROM jobs")
+    stored = gateway.settings.storage_dir / audio_key
+    assert stored.read_bytes() == SPEECH_WAV.read_bytes()
+    outcomes = _rows(postgres_url, "SELECT outcome FROM provider_submissions")
+    assert [row.outcome for row in outcomes] == ["accepted"]
+
+
+def test_a_busy_vendor_sends_the_request_s_submit_to_the_worker_without_doubt(
+    upstream: BadUpstream,
+    vendor_gateway: Callable[..., tuple[ThreadedGateway, str]],
+    postgres_url: str,
+) -> None:
+    # One call to the vendor at a time, held for 3 s by a job of the asynchronous API.
+    gateway, key = vendor_gateway(
+        OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=f"{upstream.base_url}/v1", PROVIDER_MAX_IN_FLIGHT=1
+    )
+    with gateway.client(key) as http:
+        assert upload(http, provider="openai").status_code == 202
+    _wait_until(lambda: upstream.in_flight == 1)
+
+    client = OpenAI(base_url=gateway.base_url + "/v1", api_key=key, timeout=60)
+    result = client.audio.transcriptions.create(model="openai/whisper-1", file=SPEECH_WAV)
+
+    # The request's own submit found the vendor busy: its ledger row says nothing
+    # was sent, and a worker submitted the job once the vendor was free.
+    assert result.text == TEXT
+    assert upstream.calls_made == 2 and upstream.max_in_flight == 1
+    rows = _rows(postgres_url, "SELECT outcome FROM provider_submissions ORDER BY id")
+    assert [row.outcome for row in rows] == ["accepted", "retryable", "accepted"]
+    assert _rows(postgres_url, "SELECT status FROM jobs") == [("completed",), ("completed",)]
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 1.2) -> None:

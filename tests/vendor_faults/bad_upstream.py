@@ -30,6 +30,7 @@ class BadUpstream(FakeVendor):
         self.status = 503
         self.headers: dict[str, str] = {}
         self.call_times: list[float] = []
+        self.bodies: list[bytes] = []  # each call's whole multipart body
         self.in_flight = 0
         self.max_in_flight = 0
         self.released = False  # set by release(): hanging calls answer at last
@@ -38,7 +39,7 @@ class BadUpstream(FakeVendor):
         return [Route("/v1/audio/transcriptions", self.transcribe, methods=["POST"])]
 
     async def transcribe(self, request: Request) -> Response:
-        await request.body()
+        self.bodies.append(await request.body())
         self.call_times.append(time.monotonic())
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
