@@ -30,9 +30,6 @@ class Settings(BaseSettings):
     # Uploads
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_source_url_bytes: int = Field(default=2 * 1024**3, gt=0)
-    # The OpenAI route also keeps an upload up to this size in memory and sends it
-    # to a synchronous provider from there (25 MiB: OpenAI's own cap); 0: from disk
-    inline_upload_max_bytes: int = Field(default=25 * 1024**2, ge=0)
     # The whole download of a source_url, redirects included
     source_url_timeout_seconds: float = Field(default=600.0, gt=0)
     # An upload whose client sends nothing for this long is answered 408 and dropped

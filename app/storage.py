@@ -27,7 +27,7 @@ class BlobWriter:
 
     FLUSH_BYTES = 1024 * 1024
 
-    def __init__(self, final_path: Path, keep_up_to: int = 0) -> None:
+    def __init__(self, final_path: Path) -> None:
         self._final = final_path
         self._part = final_path.with_name(f"{final_path.name}.{uuid.uuid4().hex}.part")
         self._file: BinaryIO | None = None
@@ -37,17 +37,10 @@ class BlobWriter:
         self._sha256 = hashlib.sha256()
         self.size = 0
         self.head = b""  # the first bytes, for sniffing the format
-        # The blob's chunks also kept in memory while it is at most keep_up_to bytes.
-        self._kept: list[bytes] | None = [] if keep_up_to > 0 else None
-        self._keep_up_to = keep_up_to
 
     def write(self, chunk: bytes) -> None:
         if len(self.head) < 64:
             self.head += chunk[: 64 - len(self.head)]
-        if self._kept is not None:
-            self._kept.append(chunk)
-            if self.size + len(chunk) > self._keep_up_to:
-                self._kept = None
         self._pending.append(chunk)
         self._pending_size += len(chunk)
         self.size += len(chunk)
@@ -82,10 +75,6 @@ class BlobWriter:
     def sha256(self) -> str:
         """The digest of what was flushed: read it after ``commit``."""
         return self._sha256.hexdigest()
-
-    def kept(self) -> bytes | None:
-        """The whole blob, if it was small enough to keep in memory as well."""
-        return b"".join(self._kept) if self._kept is not None else None
 
     async def commit(self) -> None:
         await self.flush()
@@ -122,8 +111,8 @@ class LocalStorage:
             raise ValueError("invalid blob key")
         return self.root.joinpath(*parts)
 
-    def writer(self, key: str, keep_up_to: int = 0) -> BlobWriter:
-        return BlobWriter(self.path(key), keep_up_to)
+    def writer(self, key: str) -> BlobWriter:
+        return BlobWriter(self.path(key))
 
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self.path(key)

@@ -28,18 +28,6 @@ async def test_streamed_blob_is_whole_and_hashed(tmp_path):
     assert [p.name for p in (tmp_path / "jobs/job_1").iterdir()] == ["audio"]
 
 
-async def test_a_small_blob_is_kept_in_memory_too_and_a_larger_one_is_not(tmp_path):
-    storage = LocalStorage(tmp_path)
-    data = os.urandom(300_000)
-    for keep_up_to, kept in ((len(data), data), (len(data) - 1, None), (0, None)):
-        writer = storage.writer(f"jobs/job_{keep_up_to}/audio", keep_up_to)
-        for start in range(0, len(data), 65536):
-            writer.write(data[start : start + 65536])
-        await writer.commit()
-        assert writer.kept() == kept
-        assert storage.read_bytes(f"jobs/job_{keep_up_to}/audio") == data  # on disk either way
-
-
 async def test_aborted_blob_leaves_nothing(tmp_path):
     storage = LocalStorage(tmp_path)
     writer = storage.writer("jobs/job_2/audio")

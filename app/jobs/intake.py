@@ -32,7 +32,7 @@ from app.metrics import job_created
 from app.models import Job
 from app.providers.base import Provider
 from app.queue.repository import ClaimedTask, new_claim_token
-from app.storage import BlobWriter, audio_key, job_prefix
+from app.storage import audio_key, job_prefix
 from app.urls import UrlRefused, check_url_target
 
 _MAX_JSON_BODY = 1024 * 1024
@@ -43,7 +43,6 @@ class StoredUpload:
     part: FilePart
     size: int
     sha256: str
-    in_memory: bytes | None = None  # the bytes too, when the reader was asked to keep them
 
 
 _FORM_OVERHEAD = 1024 * 1024  # room for the form's other fields and boundaries
@@ -170,7 +169,7 @@ async def store_job_to_run_now(
             )
         await commit(session, ctx.hub)
     job_created(job.provider)
-    held = HeldSubmit(job, submission, upload.in_memory)
+    held = HeldSubmit(job, submission)
     task = ClaimedTask(
         task_id, service.SUBMIT_TASK, job.id, 1, lease.token, None, logs.request_id.get(), held
     )
@@ -190,18 +189,16 @@ async def read_form(
     fields: frozenset[str] = FORM_FIELDS,
     repeatable: frozenset[str] = frozenset(),
     max_parts: int | None = None,
-    keep_in_memory: int = 0,
 ) -> tuple[JobFormReader, StoredUpload | None]:
     """Stream a multipart body: the file to the job's audio key, the other fields kept.
 
     Without a ``job_id`` the file is only counted and hashed (a replayed request).
-    A file of at most ``keep_in_memory`` bytes is also kept in memory.
     """
     limit = ctx.settings.max_upload_bytes
     declared = _content_length(request)
     if declared is not None and declared > limit + _FORM_OVERHEAD:
         raise PayloadTooLarge(f"the request is larger than the upload limit of {limit} bytes")
-    writer = ctx.storage.writer(audio_key(job_id), keep_in_memory) if job_id else DigestSink()
+    writer = ctx.storage.writer(audio_key(job_id)) if job_id else DigestSink()
     try:
         reader = JobFormReader(
             request.headers["content-type"],
@@ -216,8 +213,7 @@ async def read_form(
         upload = None
         if reader.file is not None:
             await writer.commit()
-            kept = writer.kept() if isinstance(writer, BlobWriter) else None
-            upload = StoredUpload(reader.file, writer.size, writer.sha256, kept)
+            upload = StoredUpload(reader.file, writer.size, writer.sha256)
         else:
             writer.abort()
     except BaseException:

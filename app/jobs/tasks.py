@@ -293,7 +293,7 @@ class SubmitStep(_JobStep):
         submission = held.submission if held else None
         try:
             provider = self._provider(job)
-            request = await self._request(job, provider, held.audio if held else None)
+            request = await self._request(job, provider)
             with self.ctx.guard.slot(provider.name):
                 if held is None:
                     started, submission = await self._start(job, task, provider)
@@ -362,9 +362,7 @@ class SubmitStep(_JobStep):
         await queue.finish(session, task)
         log.warning("job %s: a submit to %s was cut off by a restart", job.id, job.provider)
 
-    async def _request(
-        self, job: Job, provider: Provider, audio: bytes | None = None
-    ) -> SubmitRequest:
+    async def _request(self, job: Job, provider: Provider) -> SubmitRequest:
         options = self._options(job, provider)
         if provider.needs_local_audio and job.audio_key is None:
             await self._fetch_source(job)
@@ -389,7 +387,6 @@ class SubmitStep(_JobStep):
             source_url=job.source.get("url"),
             language=job.language,
             options=options,
-            audio=audio,
         )
 
     async def _fetch_source(self, job: Job) -> None:

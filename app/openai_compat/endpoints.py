@@ -189,7 +189,6 @@ async def _create_job(
             fields=FORM_FIELDS,
             repeatable=_GRANULARITY_FIELDS,
             max_parts=_MAX_PARTS,
-            keep_in_memory=ctx.settings.inline_upload_max_bytes,
         )
         if upload is None:
             raise _bad("you must provide a 'file' field", "file")

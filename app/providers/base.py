@@ -88,9 +88,6 @@ class SubmitRequest:
     options: BaseModel
     callback_url: str | None = None  # where the vendor may notify us, when PUBLIC_BASE_URL is set
     media_url: str | None = None  # a signed link to the upload, for URL-only vendors
-    # The upload's bytes, when the request that made the job still holds them:
-    # an adapter sends these rather than read audio_path back from the disk.
-    audio: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import bisect
 import logging
 import re
 from pathlib import PurePosixPath
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -525,13 +525,9 @@ class OpenAIProvider:
     async def _post(
         self, request: SubmitRequest, options: OpenAIOptions, *, verbose: bool
     ) -> httpx.Response:
-        audio: IO[bytes] | bytes
-        if request.audio is not None:
-            audio = request.audio  # still in the memory of the request that made the job
-        else:
-            assert request.audio_path is not None
-            # Opened off the event loop; httpx streams it in chunks as the request goes out.
-            audio = await asyncio.to_thread(request.audio_path.open, "rb")
+        assert request.audio_path is not None
+        # Opened off the event loop; httpx streams it in chunks as the request goes out.
+        audio = await asyncio.to_thread(request.audio_path.open, "rb")
         try:
             return await send(
                 self._http,
@@ -545,8 +541,7 @@ class OpenAIProvider:
                 timeout=TIMEOUT,
             )
         finally:
-            if not isinstance(audio, bytes):
-                audio.close()
+            audio.close()
 
     async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
         raise PermanentProviderError(

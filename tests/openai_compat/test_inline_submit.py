@@ -87,7 +87,7 @@ def test_the_request_claims_and_runs_its_own_submit(
     assert [row.outcome for row in settled] == ["accepted", "accepted"]
 
 
-def test_the_upload_held_in_memory_is_also_stored(
+def test_the_request_s_submit_sends_the_stored_upload_and_settles_its_row(
     upstream: BadUpstream,
     vendor_gateway: Callable[..., tuple[ThreadedGateway, str]],
     postgres_url: str,

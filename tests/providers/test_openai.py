@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from email.parser import BytesParser
@@ -320,22 +319,6 @@ async def test_submit_sends_the_documented_request_and_completes(tmp_path: Path)
     assert update.result.transcript.language == "en"
     assert len(update.result.transcript.segments) == 2
     assert update.result.raw == payload("verbose_json_words_segments.json")
-
-
-async def test_audio_held_in_memory_is_sent_without_reading_the_file(tmp_path: Path) -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return answer("verbose_json_words_segments.json")
-
-    request = dataclasses.replace(_request(tmp_path), audio=b"RIFF held in memory")
-    assert request.audio_path is not None
-    request.audio_path.unlink()  # the stored copy is not read
-    update = await provider(handler).submit(request)
-
-    assert parse_form(seen[0])[1]["data"] == b"RIFF held in memory"
-    assert update.status == "completed"
 
 
 async def test_optional_fields_are_left_out(tmp_path: Path) -> None:
