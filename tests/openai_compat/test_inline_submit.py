@@ -50,12 +50,7 @@ def test_the_request_claims_and_runs_its_own_submit(
 ) -> None:
     # One worker slot, held by a job of the asynchronous API while the upstream
     # works on it: a transcription that needed a worker would wait for it.
-    gateway, key = vendor_gateway(
-        OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=f"{upstream.base_url}/v1", WORKER_CONCURRENCY=1
-    )
-    with gateway.client(key) as http:
-        assert upload(http, provider="openai").status_code == 202
-    _wait_until(lambda: upstream.in_flight == 1)
+    gateway, key = _with_a_job_at_the_upstream(upstream, vendor_gateway, WORKER_CONCURRENCY=1)
 
     answers: list[str] = []
     client = OpenAI(base_url=gateway.base_url + "/v1", api_key=key, timeout=60)
@@ -118,12 +113,7 @@ def test_a_busy_vendor_sends_the_request_s_submit_to_the_worker_without_doubt(
     postgres_url: str,
 ) -> None:
     # One call to the vendor at a time, held for 3 s by a job of the asynchronous API.
-    gateway, key = vendor_gateway(
-        OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=f"{upstream.base_url}/v1", PROVIDER_MAX_IN_FLIGHT=1
-    )
-    with gateway.client(key) as http:
-        assert upload(http, provider="openai").status_code == 202
-    _wait_until(lambda: upstream.in_flight == 1)
+    gateway, key = _with_a_job_at_the_upstream(upstream, vendor_gateway, PROVIDER_MAX_IN_FLIGHT=1)
 
     client = OpenAI(base_url=gateway.base_url + "/v1", api_key=key, timeout=60)
     result = client.audio.transcriptions.create(model="openai/whisper-1", file=SPEECH_WAV)
@@ -135,6 +125,22 @@ def test_a_busy_vendor_sends_the_request_s_submit_to_the_worker_without_doubt(
     rows = _rows(postgres_url, "SELECT outcome FROM provider_submissions ORDER BY id")
     assert [row.outcome for row in rows] == ["accepted", "retryable", "accepted"]
     assert _rows(postgres_url, "SELECT status FROM jobs") == [("completed",), ("completed",)]
+
+
+def _with_a_job_at_the_upstream(
+    upstream: BadUpstream,
+    vendor_gateway: Callable[..., tuple[ThreadedGateway, str]],
+    **settings: object,
+) -> tuple[ThreadedGateway, str]:
+    """A gateway in front of the upstream, and a job of the asynchronous API
+    that the (slow) upstream is working on."""
+    gateway, key = vendor_gateway(
+        OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=f"{upstream.base_url}/v1", **settings
+    )
+    with gateway.client(key) as http:
+        assert upload(http, provider="openai").status_code == 202
+    _wait_until(lambda: upstream.in_flight == 1)
+    return gateway, key
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 1.2) -> None:
