@@ -3,8 +3,9 @@
 The request holds what a worker would read back from the database: the job
 as it was inserted (already ``processing``, its ledger row open). The step
 fills in how the job ended, so the request answers without reading the job
-and its transcript again. Nothing here is stored: if the process dies, the task's lease runs out and a worker
-finds the open ledger row, as after any submit cut off by a crash.
+and its transcript again. Nothing here is stored: if the process dies, the
+task's lease runs out and a worker finds the open ledger row, as after any
+submit cut off by a crash.
 """
 
 from __future__ import annotations
