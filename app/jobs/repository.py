@@ -265,10 +265,9 @@ async def set_status(
 
     ``announce_on``: the same statement NOTIFYs this channel with the job's id
     (PostgreSQL; see ``events.notify_column``)."""
-    notify = notify_column(session, announce_on, Job.id) if announce_on else []
     change = _status_change(job_id, from_statuses, values, provider)
-    result = await session.execute(change.returning(Job.id, *notify))
-    return result.first() is not None
+    row = await _execute_change(session, change, Job.id, announce_on)
+    return row is not None
 
 
 async def set_status_returning(
@@ -282,13 +281,20 @@ async def set_status_returning(
 ) -> Job | None:
     """``set_status``, answering the job as the change left it (None: not moved),
     so what follows in the transaction need not read it again."""
-    notify = notify_column(session, announce_on, Job.id) if announce_on else []
     change = _status_change(job_id, from_statuses, values, provider)
-    result = await session.execute(
-        change.returning(Job, *notify).execution_options(populate_existing=True)
+    row = await _execute_change(
+        session, change.execution_options(populate_existing=True), Job, announce_on
     )
-    row = result.first()
     return row[0] if row is not None else None
+
+
+async def _execute_change(
+    session: AsyncSession, change: Update, returned: Any, announce_on: str | None
+) -> Any:
+    """The row the change returns (``returned`` first), or None if it moved nothing."""
+    notify = notify_column(session, announce_on, Job.id) if announce_on else []
+    result = await session.execute(change.returning(returned, *notify))
+    return result.first()
 
 
 async def save_result(session: AsyncSession, job_id: str, transcript: Any, raw: Any) -> None:
