@@ -19,7 +19,7 @@ from app.retention import run_sweeper
 log = logging.getLogger(__name__)
 
 
-def _asyncpg_dsn(database_url: str) -> str:
+def asyncpg_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
@@ -30,7 +30,7 @@ async def background(ctx: GatewayContext, *, run_worker: bool) -> AsyncIterator[
     tasks: list[asyncio.Task[None]] = []
     if ctx.engine.dialect.name == "postgresql":
         listener = PostgresListener(
-            _asyncpg_dsn(ctx.settings.database_url), ctx.hub, asyncpg.connect
+            asyncpg_dsn(ctx.settings.database_url), ctx.hub, asyncpg.connect
         )
         tasks.append(asyncio.create_task(listener.run(), name="listen"))
     worker = None

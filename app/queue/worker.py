@@ -148,8 +148,9 @@ class Worker:
             await self._after_failure(task, exc)
         finally:
             heartbeat.cancel()
-            self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-            self._hub.tasks_due.set()  # a slot is free
+            # A task run by execute() held no slot of the loop: nothing to wake it for.
+            if self._running.pop(asyncio.current_task(), None) is not None:  # type: ignore[arg-type]
+                self._hub.tasks_due.set()  # a slot is free
 
     async def _heartbeat(self, task: ClaimedTask) -> None:
         while True:
