@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clients, limits
+from app.clients import Caller
 from app.config import Settings
 from app.context import GatewayContext
 from app.errors import Unauthorized
@@ -35,14 +35,6 @@ Session = Annotated[AsyncSession, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from `stt-gateway keys create`")
 
 
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated client, detached from any database session."""
-
-    id: str
-    name: str
-
-
 async def authenticated_client(
     ctx: Ctx,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -53,10 +45,10 @@ async def authenticated_client(
     # Its own short session: an upload may take minutes to arrive, and must not
     # hold a pooled connection while it does.
     async with ctx.autocommit_sessions() as session:
-        client = await clients.authenticate(session, credentials.credentials)
-        if client is None:
-            raise Unauthorized("the API key is not valid or has been revoked")
-        return Caller(id=client.id, name=client.name)
+        caller = await clients.authenticate(session, credentials.credentials)
+    if caller is None:
+        raise Unauthorized("the API key is not valid or has been revoked")
+    return caller
 
 
 def _request_buckets(request: Request, settings: Settings) -> limits.TokenBuckets | None:

@@ -8,11 +8,13 @@ runs again means exactly that: the request was out when the gateway died.
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+import functools
+
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.models import ProviderSubmission
+from app.models import ProviderSubmission, table_of
 
 ACCEPTED = "accepted"  # the vendor took it (its job id is kept)
 REFUSED = "refused"  # the vendor said no: nothing to pay for
@@ -47,9 +49,17 @@ async def begin(session: AsyncSession, job_id: str, provider: str) -> int:
 async def settle(
     session: AsyncSession, submission_id: int, outcome: str, provider_job_id: str | None = None
 ) -> None:
-    await session.execute(
-        update(ProviderSubmission)
-        .where(ProviderSubmission.id == submission_id)
-        .values(outcome=outcome, finished_at=utcnow(), provider_job_id=provider_job_id)
-        .execution_options(synchronize_session=False)
+    values = {"outcome": outcome, "finished_at": utcnow(), "provider_job_id": provider_job_id}
+    await session.execute(_settle(), {"submission_id": submission_id, **values})
+
+
+@functools.cache
+def _settle() -> Update:
+    """Built once, on the table: no ORM bulk-update machinery on every submit."""
+    submissions = table_of(ProviderSubmission)
+    columns = ("outcome", "finished_at", "provider_job_id")
+    return (
+        update(submissions)
+        .where(submissions.c.id == bindparam("submission_id"))
+        .values({name: bindparam(name) for name in columns})
     )

@@ -14,7 +14,6 @@ from sqlalchemy import (
     CTE,
     Insert,
     Select,
-    Table,
     Update,
     bindparam,
     delete,
@@ -31,7 +30,7 @@ from sqlalchemy.sql import ColumnElement
 from app.events import TASKS_CHANNEL, announce, notify_column
 from app.ids import looks_like_id
 from app.logs import request_id
-from app.models import Job, JobResult, ProviderSubmission, Task
+from app.models import Job, JobResult, ProviderSubmission, Task, table_of
 
 
 class InvalidCursor(ValueError):
@@ -96,12 +95,6 @@ async def list_for_client(
     return jobs, None
 
 
-def _table(model: type[Job] | type[Task] | type[JobResult] | type[ProviderSubmission]) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
 def _column_values(job: Job, prefix: str = "") -> dict[str, Any]:
     return {
         prefix + attr.columns[0].name: getattr(job, attr.key)
@@ -110,7 +103,7 @@ def _column_values(job: Job, prefix: str = "") -> dict[str, Any]:
 
 
 def _new_job_cte() -> CTE:
-    jobs = _table(Job)
+    jobs = table_of(Job)
     return (
         insert(jobs)
         .values({c.name: bindparam(f"job_{c.name}", type_=c.type) for c in jobs.columns})
@@ -120,7 +113,7 @@ def _new_job_cte() -> CTE:
 
 
 def _first_task_of(new_job: CTE) -> Insert:
-    tasks = _table(Task)
+    tasks = table_of(Task)
     return (
         insert(tasks)
         .from_select(
@@ -147,7 +140,7 @@ def _insert_job_and_task() -> Insert:
 @functools.cache
 def _insert_job_task_and_submission() -> Select[Any]:
     """As _insert_job_and_task, with the job's ledger row opened in the same statement."""
-    submissions = _table(ProviderSubmission)
+    submissions = table_of(ProviderSubmission)
     new_job = _new_job_cte()
     new_task = _first_task_of(new_job).cte("new_task")
     columns = ("provider", "started_at")
@@ -224,15 +217,15 @@ async def insert_submitting(
         row = (await session.execute(_insert_job_task_and_submission(), params)).one()
         return int(row[0]), int(row[1])
     task_id = await _insert_one_by_one(session, job, task)
-    inserted = insert(_table(ProviderSubmission)).values(job_id=job.id, **started)
+    inserted = insert(table_of(ProviderSubmission)).values(job_id=job.id, **started)
     submission_id = (await session.execute(inserted.returning(ProviderSubmission.id))).scalar_one()
     return task_id, int(submission_id)
 
 
 async def _insert_one_by_one(session: AsyncSession, job: Job, task: dict[str, Any]) -> int:
     """SQLite: the job, then its task (in the caller's transaction)."""
-    await session.execute(insert(_table(Job)).values(_column_values(job)))
-    inserted = insert(_table(Task)).values(job_id=job.id, **task).returning(Task.id)
+    await session.execute(insert(table_of(Job)).values(_column_values(job)))
+    inserted = insert(table_of(Task)).values(job_id=job.id, **task).returning(Task.id)
     return int((await session.execute(inserted)).scalar_one())
 
 
@@ -307,7 +300,7 @@ async def save_result(session: AsyncSession, job_id: str, transcript: Any, raw: 
 def _insert_result() -> Insert:
     """Built once, on the table: no statement to build and no unit of work per job."""
     columns = ("job_id", "transcript", "raw")
-    return insert(_table(JobResult)).values({name: bindparam(name) for name in columns})
+    return insert(table_of(JobResult)).values({name: bindparam(name) for name in columns})
 
 
 async def get_result(session: AsyncSession, job_id: str) -> JobResult | None:

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Insert, Select, Table, bindparam, insert, select, update
+from sqlalchemy import Insert, Select, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from app.db import utcnow
 from app.ids import new_id
 from app.jobs.schemas import JobOut
-from app.models import Client, Job, WebhookAttempt, WebhookDelivery
+from app.models import Client, Job, WebhookAttempt, WebhookDelivery, table_of
 from app.queue import repository as queue
 
 DELIVER_TASK = "deliver"
@@ -138,17 +138,11 @@ _ATTEMPT_COLUMNS = ("delivery_id", "attempt", "attempted_at", "status_code",
                     "response_excerpt", "error", "duration_ms")  # fmt: skip
 
 
-def _table(model: type[WebhookDelivery] | type[WebhookAttempt]) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
 @functools.cache
 def _insert(
     model: type[WebhookDelivery] | type[WebhookAttempt], columns: tuple[str, ...]
 ) -> Insert:
-    return insert(_table(model)).values({name: bindparam(name) for name in columns})
+    return insert(table_of(model)).values({name: bindparam(name) for name in columns})
 
 
 @functools.cache
@@ -163,7 +157,7 @@ def _select_target() -> Select[WebhookDelivery, str | None, Client]:
 
 @functools.cache
 def _settle_attempt() -> ReturningUpdate[str]:
-    deliveries = _table(WebhookDelivery)
+    deliveries = table_of(WebhookDelivery)
     return (
         update(deliveries)
         .where(deliveries.c.id == bindparam("delivery_id"))

@@ -34,7 +34,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from app.db import utcnow
 from app.events import TASKS_CHANNEL, announce, notify_column
 from app.logs import request_id
-from app.models import Task
+from app.models import Task, table_of
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,7 @@ async def finish(session: AsyncSession, task: ClaimedTask) -> bool:
 
 
 def _tasks() -> Table:
-    table = Task.__table__
-    assert isinstance(table, Table)
-    return table
+    return table_of(Task)
 
 
 @functools.cache
