@@ -1,0 +1,275 @@
+"""What every step of a job shares: load the job, call the vendor, record its answer.
+
+Each step reads in one short transaction, calls the vendor with no
+transaction open, and writes the outcome together with the end of its task
+in one more: a crash in between repeats the step, never half of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.context import GatewayContext
+from app.db import utcnow
+from app.events import commit
+from app.jobs import ledger, repository, service
+from app.jobs.held import HeldSubmit
+from app.models import Job
+from app.providers.base import (
+    PermanentProviderError,
+    Provider,
+    ProviderError,
+    ProviderUpdate,
+    RetryableProviderError,
+)
+from app.providers.guard import VendorUnavailable
+from app.queue import repository as queue
+from app.queue.repository import ClaimedTask
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def poll_delay(job: Job, hint: float | None) -> float:
+    """Poll young jobs often and old ones rarely: a tenth of the job's age, 1 s to 60 s."""
+    if hint is not None:
+        return max(0.5, min(hint, 300.0))
+    age = (utcnow() - job.created_at).total_seconds()
+    return max(1.0, min(age / 10, 60.0))
+
+
+class JobStep:
+    def __init__(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+
+    async def _load(self, task: ClaimedTask) -> Job | None:
+        """The job, or None (and the task finished) when there is nothing left to do."""
+        # Autocommit: one read (or one delete) needs no BEGIN and ROLLBACK around it.
+        async with self.ctx.autocommit_sessions() as session:
+            job = await repository.get(session, task.job_id)
+            if job is not None and not service.is_terminal(job.status):
+                return job
+            await queue.finish(session, task)
+            await session.commit()
+            return None
+
+    def _provider(self, job: Job) -> Provider:
+        provider = self.ctx.providers.get(job.provider)
+        if provider is None:
+            raise PermanentProviderError(
+                "provider_unavailable", self.ctx.providers.why_unavailable(job.provider)
+            )
+        return provider
+
+    @staticmethod
+    async def _before_deadline(job: Job, call: Awaitable[T]) -> T:
+        """A vendor that hangs is cut off at the job's deadline (the adapters'
+        own timeouts are long: a synchronous transcription may take minutes)."""
+        left = (job.deadline_at - utcnow()).total_seconds() if job.deadline_at else 0.0
+        if left <= 0:  # no deadline running (or its last call): the adapter's timeouts
+            return await call
+        try:
+            return await asyncio.wait_for(call, timeout=left)
+        except TimeoutError:
+            raise RetryableProviderError(
+                f"provider {job.provider!r} did not answer before the job's deadline"
+            ) from None
+
+    @staticmethod
+    def _options(job: Job, provider: Provider) -> BaseModel:
+        """The job's options as the provider's options_model has them. They were
+        given for the job's first provider: a fallback runs with its defaults."""
+        try:
+            return provider.options_model.model_validate(
+                {} if job.provider_attempts else job.options
+            )
+        except ValidationError as exc:  # options were checked at creation; settings changed?
+            raise PermanentProviderError("invalid_options", str(exc)) from None
+
+    async def _apply(
+        self,
+        job: Job,
+        task: ClaimedTask,
+        update: ProviderUpdate,
+        submission: int | None = None,
+    ) -> None:
+        """Record what the vendor said, and end or reschedule this task, atomically."""
+        artifacts: list[dict] = []
+        if update.status == "completed" and update.result is not None:
+            artifacts = service.store_artifacts(self.ctx.storage, job.id, update.result)
+        async with self.ctx.sessions() as session:
+            if submission is not None:
+                outcome = ledger.REFUSED if update.status == "failed" else ledger.ACCEPTED
+                await ledger.settle(session, submission, outcome, update.provider_job_id)
+            if update.status == "completed" and update.result is not None:
+                completed = await service.complete(
+                    session,
+                    job.id,
+                    update.result,
+                    artifacts,
+                    update.provider_job_id or job.provider_job_id,
+                    update.provider_status,
+                )
+                await queue.finish(session, task)
+                if isinstance(task.held, HeldSubmit) and completed is not None:
+                    task.held.completed = completed
+                    task.held.transcript = update.result.transcript
+            elif update.status == "failed":
+                error = update.error or PermanentProviderError(
+                    "provider_failed", "the provider reported the job as failed"
+                )
+                await self._fail(session, job.id, error, update.provider_status)
+                await queue.finish(session, task)
+            else:
+                await self._still_processing(session, job, task, update)
+            await commit(session, self.ctx.hub)
+
+    async def _still_processing(
+        self, session: AsyncSession, job: Job, task: ClaimedTask, update: ProviderUpdate
+    ) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    async def _fail(
+        session: AsyncSession, job_id: str, error: ProviderError, provider_status: str | None
+    ) -> None:
+        await service.fail(
+            session,
+            job_id,
+            code=error.code if isinstance(error, PermanentProviderError) else "provider_error",
+            retryable=error.retryable if isinstance(error, PermanentProviderError) else True,
+            message=error.message,
+            provider_detail=error.provider_detail,
+            provider_status=provider_status,
+        )
+
+    async def _fail_and_finish(
+        self,
+        job_id: str,
+        task: ClaimedTask,
+        error: PermanentProviderError,
+        submission: int | None = None,
+    ) -> None:
+        async with self.ctx.sessions() as session:
+            if submission is not None:
+                await ledger.settle(session, submission, ledger.REFUSED)
+            await self._fail(session, job_id, error, None)
+            await queue.finish(session, task)
+            await commit(session, self.ctx.hub)
+
+    async def _retryable(
+        self, job: Job, task: ClaimedTask, exc: RetryableProviderError, submission: int | None
+    ) -> None:
+        """The vendor failed in a way worth retrying: retry (raise, and the worker
+        backs off) until the job's deadline for this vendor, then move on."""
+        if submission is not None:
+            await self._settle(submission, ledger.RETRYABLE)
+        deadline = job.deadline_at
+        if deadline is not None and task.kind == service.POLL_TASK and task.attempts == 1:
+            deadline = await self._restart_deadline(job)
+        if deadline is not None:
+            now = utcnow()
+            wait = timedelta(seconds=exc.retry_after or 0)
+            if now >= deadline or now + wait > deadline:
+                await self._give_up_on_provider(job, task, self._deadline_error(job, exc))
+                return
+            exc.retry_not_after = deadline  # type: ignore[attr-defined]
+        raise exc
+
+    async def _settle(self, submission: int, outcome: str) -> None:
+        async with self.ctx.autocommit_sessions() as session:
+            await ledger.settle(session, submission, outcome)
+            await session.commit()
+
+    async def _restart_deadline(self, job: Job) -> datetime:
+        """The poll before this one went well (a poll's attempts restart at each
+        good answer): a vendor may work on a job for hours, so for a job it has
+        accepted the deadline counts from the first of a run of failures."""
+        deadline = utcnow() + timedelta(seconds=self.ctx.settings.provider_deadline_seconds)
+        async with self.ctx.sessions() as session:
+            await repository.set_deadline(session, job.id, deadline)
+            await session.commit()
+        job.deadline_at = deadline
+        return deadline
+
+    def _deadline_error(self, job: Job, exc: ProviderError) -> dict[str, Any]:
+        seconds = int(self.ctx.settings.provider_deadline_seconds)
+        return {
+            "code": "deadline_exceeded",
+            "message": f"provider {job.provider!r} kept failing for {seconds} s "
+            f"(its deadline); last error: {exc.message}",
+            "retryable": True,
+            "provider_detail": exc.provider_detail,
+        }
+
+    async def _vendor_unavailable(
+        self, job: Job, task: ClaimedTask, exc: VendorUnavailable, *, before_submit: bool
+    ) -> None:
+        """The vendor was not called (its breaker is open, or our cap on calls to it
+        is reached). A job not yet at the vendor moves to its next provider when
+        the breaker is open; otherwise the task waits, without counting a try."""
+        if exc.reason == "circuit_open":
+            error = {
+                "code": "provider_unavailable",
+                "message": f"provider {job.provider!r} keeps failing: calls to it are "
+                "paused (circuit breaker open)",
+                "retryable": True,
+                "provider_detail": None,
+            }
+            past_deadline = job.deadline_at is not None and utcnow() >= job.deadline_at
+            if (before_submit and service.next_provider(job)) or past_deadline:
+                await self._give_up_on_provider(job, task, error)
+                return
+        run_at = utcnow() + timedelta(seconds=exc.retry_in * random.uniform(1.0, 1.2))
+        if exc.reason == "circuit_open" and job.deadline_at is not None:
+            run_at = min(run_at, job.deadline_at)  # to give up on time, not to call sooner
+        async with self.ctx.sessions() as session:
+            await queue.defer(session, task, run_at)
+            await session.commit()
+
+    async def _give_up_on_provider(
+        self, job: Job, task: ClaimedTask, error: dict[str, Any]
+    ) -> None:
+        async with self.ctx.sessions() as session:
+            await self._move_on(session, job, error)
+            await queue.finish(session, task)
+            await commit(session, self.ctx.hub)
+
+    async def _move_on(self, session: AsyncSession, job: Job, error: dict[str, Any]) -> None:
+        """To the job's next provider if it has one, else the job fails with ``error``."""
+        if service.next_provider(job) is not None:
+            deadline = timedelta(seconds=self.ctx.settings.provider_deadline_seconds)
+            if await service.fall_back(session, job, error, deadline):
+                log.warning(
+                    "job %s: giving up on %s (%s), trying %s",
+                    job.id,
+                    job.provider,
+                    error["code"],
+                    service.next_provider(job),
+                )
+            return
+        await service.fail(session, job.id, **error)
+
+    async def give_up(self, session: AsyncSession, task: ClaimedTask, error: Exception) -> None:
+        message = error.message if isinstance(error, ProviderError) else "an internal error"
+        job = await repository.get(session, task.job_id)
+        if job is None:
+            return
+        await self._move_on(
+            session,
+            job,
+            {
+                "code": "provider_unavailable",
+                "retryable": True,
+                "message": f"gave up after {task.attempts} attempts: {message}",
+                "provider_detail": getattr(error, "provider_detail", None),
+            },
+        )
