@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import Result, delete, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from app.context import GatewayContext
@@ -80,84 +82,98 @@ def _terminal_before(cutoff: datetime) -> tuple[ColumnElement[bool], ...]:
     return (Job.completed_at < cutoff, Job.status.in_(_TERMINAL))
 
 
-async def _delete_expired_jobs(ctx: GatewayContext, cutoff: datetime) -> int:
-    deleted = 0
+async def _in_batches(
+    ctx: GatewayContext, batch: Callable[[AsyncSession], Awaitable[tuple[int, int]]]
+) -> int:
+    """Run ``batch`` (a session each) until it finds fewer than BATCH rows due;
+    ``batch`` answers (rows found, rows changed). The rows changed in all."""
+    changed = 0
     while True:
         async with ctx.sessions() as session:
-            ids = list(
-                await session.scalars(
-                    select(Job.id)
-                    .where(*_terminal_before(cutoff))
-                    .order_by(Job.completed_at)
-                    .limit(BATCH)
-                )
+            found, done = await batch(session)
+        changed += done
+        if found < BATCH:
+            return changed
+
+
+def _rowcount(result: Result[Any]) -> int:
+    count: int = result.rowcount  # type: ignore[attr-defined]
+    return count
+
+
+async def _delete_expired_jobs(ctx: GatewayContext, cutoff: datetime) -> int:
+    async def batch(session: AsyncSession) -> tuple[int, int]:
+        ids = list(
+            await session.scalars(
+                select(Job.id)
+                .where(*_terminal_before(cutoff))
+                .order_by(Job.completed_at)
+                .limit(BATCH)
             )
-            await session.commit()  # no transaction open while the files go
-            if not ids:
-                return deleted
-            await asyncio.to_thread(_delete_job_files, ctx.storage, ids)
-            result = await session.execute(
-                delete(Job).where(Job.id.in_(ids)).execution_options(synchronize_session=False)
-            )
-            await session.commit()
-        deleted += result.rowcount  # type: ignore[attr-defined]
-        if len(ids) < BATCH:
-            return deleted
+        )
+        await session.commit()  # no transaction open while the files go
+        if not ids:
+            return 0, 0
+        await asyncio.to_thread(_delete_job_files, ctx.storage, ids)
+        result = await session.execute(
+            delete(Job).where(Job.id.in_(ids)).execution_options(synchronize_session=False)
+        )
+        await session.commit()
+        return len(ids), _rowcount(result)
+
+    return await _in_batches(ctx, batch)
 
 
 async def _delete_old_audio(ctx: GatewayContext, cutoff: datetime) -> int:
-    deleted = 0
-    while True:
-        async with ctx.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(Job.id, Job.audio_key)
-                    .where(Job.audio_key.is_not(None), *_terminal_before(cutoff))
-                    .order_by(Job.completed_at)
-                    .limit(BATCH)
-                )
-            ).all()
-            await session.commit()
-            if not rows:
-                return deleted
-            await asyncio.to_thread(_delete_blobs, ctx.storage, [row.audio_key for row in rows])
-            result = await session.execute(
-                update(Job)
-                .where(Job.id.in_([row.id for row in rows]), Job.audio_key.is_not(None))
-                # Nothing the client sees has changed: keep updated_at as it was.
-                .values(audio_key=None, updated_at=Job.updated_at)
-                .execution_options(synchronize_session=False)
+    async def batch(session: AsyncSession) -> tuple[int, int]:
+        rows = (
+            await session.execute(
+                select(Job.id, Job.audio_key)
+                .where(Job.audio_key.is_not(None), *_terminal_before(cutoff))
+                .order_by(Job.completed_at)
+                .limit(BATCH)
             )
-            await session.commit()
-        deleted += result.rowcount  # type: ignore[attr-defined]
-        if len(rows) < BATCH:
-            return deleted
+        ).all()
+        await session.commit()
+        if not rows:
+            return 0, 0
+        await asyncio.to_thread(_delete_blobs, ctx.storage, [row.audio_key for row in rows])
+        result = await session.execute(
+            update(Job)
+            .where(Job.id.in_([row.id for row in rows]), Job.audio_key.is_not(None))
+            # Nothing the client sees has changed: keep updated_at as it was.
+            .values(audio_key=None, updated_at=Job.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+        return len(rows), _rowcount(result)
+
+    return await _in_batches(ctx, batch)
 
 
 async def _delete_expired_idempotency_keys(ctx: GatewayContext, cutoff: datetime) -> int:
-    deleted = 0
     expired = (
         select(IdempotencyKey.client_id, IdempotencyKey.key)
         .where(IdempotencyKey.created_at < cutoff)
         .limit(BATCH)
     )
-    while True:
-        async with ctx.sessions() as session:
-            result = await session.execute(
-                delete(IdempotencyKey)
-                .where(
-                    tuple_(IdempotencyKey.client_id, IdempotencyKey.key).in_(expired),
-                    # Checked again on the row itself: a request may have just taken
-                    # the expired key over (a fresh created_at), and keeps it.
-                    IdempotencyKey.created_at < cutoff,
-                )
-                .execution_options(synchronize_session=False)
+
+    async def batch(session: AsyncSession) -> tuple[int, int]:
+        result = await session.execute(
+            delete(IdempotencyKey)
+            .where(
+                tuple_(IdempotencyKey.client_id, IdempotencyKey.key).in_(expired),
+                # Checked again on the row itself: a request may have just taken
+                # the expired key over (a fresh created_at), and keeps it.
+                IdempotencyKey.created_at < cutoff,
             )
-            await session.commit()
-        count: int = result.rowcount  # type: ignore[attr-defined]
-        deleted += count
-        if count < BATCH:
-            return deleted
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+        deleted = _rowcount(result)
+        return deleted, deleted
+
+    return await _in_batches(ctx, batch)
 
 
 def _delete_job_files(storage: LocalStorage, job_ids: Sequence[str]) -> None:
