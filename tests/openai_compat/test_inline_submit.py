@@ -26,9 +26,8 @@ from tests.vendor_faults.bad_upstream import API_KEY, TEXT, BadUpstream
 def upstream() -> Iterator[BadUpstream]:
     fake = BadUpstream()
     fake.mode, fake.delay = "slow", 3.0  # long enough to look at the rows meanwhile
-    fake.start()
-    yield fake
-    fake.stop()
+    with fake:
+        yield fake
 
 
 def _rows(url: str, sql: str) -> list[Any]:

@@ -44,10 +44,8 @@ def local_gateway(
 
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeOpenAI() as fake:
+        yield fake
 
 
 def test_local_model_answers_in_every_response_format(local_gateway: Gateway) -> None:

@@ -29,10 +29,8 @@ SAMPLE = (
 
 @pytest.fixture
 def fake() -> Iterator[FakeAimlApi]:
-    vendor = FakeAimlApi()
-    vendor.start()
-    yield vendor
-    vendor.stop()
+    with FakeAimlApi() as vendor:
+        yield vendor
 
 
 @pytest.fixture

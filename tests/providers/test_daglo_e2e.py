@@ -23,10 +23,8 @@ Start = Callable[..., tuple[ThreadedGateway, str]]
 
 @pytest.fixture
 def fake() -> Iterator[FakeDaglo]:
-    daglo = FakeDaglo()
-    daglo.start()
-    yield daglo
-    daglo.stop()
+    with FakeDaglo() as daglo:
+        yield daglo
 
 
 @pytest.fixture

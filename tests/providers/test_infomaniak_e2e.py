@@ -22,10 +22,8 @@ Start = Callable[..., tuple[ThreadedGateway, str]]
 
 @pytest.fixture
 def fake() -> Iterator[FakeInfomaniak]:
-    infomaniak = FakeInfomaniak()
-    infomaniak.start()
-    yield infomaniak
-    infomaniak.stop()
+    with FakeInfomaniak() as infomaniak:
+        yield infomaniak
 
 
 @pytest.fixture

@@ -34,10 +34,8 @@ CONTENT_TYPES = {
 
 @pytest.fixture
 def fake() -> Iterator[FakeKlangio]:
-    vendor = FakeKlangio()
-    vendor.start()
-    yield vendor
-    vendor.stop()
+    with FakeKlangio() as vendor:
+        yield vendor
 
 
 @pytest.fixture

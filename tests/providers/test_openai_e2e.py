@@ -20,10 +20,8 @@ Gateway = tuple[ThreadedGateway, str]
 
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeOpenAI() as fake:
+        yield fake
 
 
 @pytest.fixture

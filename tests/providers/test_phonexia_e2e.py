@@ -26,10 +26,8 @@ OPTIONS = {
 
 @pytest.fixture
 def fake() -> Iterator[FakePhonexia]:
-    vendor = FakePhonexia()
-    vendor.start()
-    yield vendor
-    vendor.stop()
+    with FakePhonexia() as vendor:
+        yield vendor
 
 
 def gateway_for(vendor_gateway: Gateway, fake: FakePhonexia, **settings: Any) -> Any:
@@ -252,10 +250,8 @@ def test_a_forged_callback_costs_no_vendor_call(
 
 
 def test_with_a_key_the_vendor_sees_a_bearer_token(vendor_gateway: Gateway) -> None:
-    fake = FakePhonexia(api_key="proxy-secret")
-    fake.start()
-    fake.progression = ["running"]
-    try:
+    with FakePhonexia(api_key="proxy-secret") as fake:
+        fake.progression = ["running"]
         with gateway_for(vendor_gateway, fake, PHONEXIA_API_KEY="proxy-secret") as client:
             job = wait_for_job(
                 client, upload(client, provider="phonexia", language="en").json()["id"]
@@ -263,14 +259,10 @@ def test_with_a_key_the_vendor_sees_a_bearer_token(vendor_gateway: Gateway) -> N
         assert job["status"] == "completed", job
         assert len(fake.requests) == 3
         assert {r.headers["authorization"] for r in fake.requests} == {"Bearer proxy-secret"}
-    finally:
-        fake.stop()
 
 
 def test_a_wrong_key_fails_the_job_without_showing_it(vendor_gateway: Gateway) -> None:
-    fake = FakePhonexia(api_key="right-key")
-    fake.start()
-    try:
+    with FakePhonexia(api_key="right-key") as fake:
         with gateway_for(vendor_gateway, fake, PHONEXIA_API_KEY="wrong-key-42") as client:
             job = wait_for_job(
                 client, upload(client, provider="phonexia", language="en").json()["id"]
@@ -278,5 +270,3 @@ def test_a_wrong_key_fails_the_job_without_showing_it(vendor_gateway: Gateway) -
         assert job["status"] == "failed"
         assert job["error"]["code"] == "provider_auth"
         assert "wrong-key-42" not in json.dumps(job)
-    finally:
-        fake.stop()

@@ -9,8 +9,8 @@ callbacks over real HTTP when the vendor would (unless told not to).
         def routes(self) -> list[Route]: ...      # the vendor's paths
         # in a handler: `if (fault := self.fault("submit")): return fault`
 
-    fake = FakeDaglo().start()                    # fake.base_url
-    gateway, key = vendor_gateway(fake, DAGLO_API_KEY="k", DAGLO_BASE_URL=fake.base_url)
+    with FakeDaglo() as fake:                     # started; fake.base_url
+        gateway, key = vendor_gateway(fake, DAGLO_API_KEY="k", DAGLO_BASE_URL=fake.base_url)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -154,6 +154,13 @@ class FakeVendor:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(timeout=10)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
 
 def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:

@@ -41,18 +41,14 @@ QUICK = {
 
 @pytest.fixture
 def bad() -> Iterator[BadUpstream]:
-    upstream = BadUpstream()
-    upstream.start()
-    yield upstream
-    upstream.stop()
+    with BadUpstream() as upstream:
+        yield upstream
 
 
 @pytest.fixture
 def daglo() -> Iterator[FakeDaglo]:
-    fake = FakeDaglo()
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeDaglo() as fake:
+        yield fake
 
 
 @pytest.fixture
