@@ -38,24 +38,20 @@ _NOTIFY_IF_CLAIMABLE = """
 """
 
 
-def upgrade() -> None:
+def _replace_trigger(function: str, referencing: str) -> None:
     if op.get_bind().dialect.name != "postgresql":
-        return
+        return  # SQLite has one process, woken in memory
     op.execute("DROP TRIGGER tasks_notify ON tasks")
-    op.execute(_NOTIFY_IF_CLAIMABLE)
+    op.execute(function)
     op.execute(
-        "CREATE TRIGGER tasks_notify AFTER INSERT ON tasks "
-        "REFERENCING NEW TABLE AS inserted_tasks "
+        f"CREATE TRIGGER tasks_notify AFTER INSERT ON tasks {referencing}"
         "FOR EACH STATEMENT EXECUTE FUNCTION stt_notify_tasks()"
     )
+
+
+def upgrade() -> None:
+    _replace_trigger(_NOTIFY_IF_CLAIMABLE, "REFERENCING NEW TABLE AS inserted_tasks ")
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.execute("DROP TRIGGER tasks_notify ON tasks")
-    op.execute(_NOTIFY_ALWAYS)
-    op.execute(
-        "CREATE TRIGGER tasks_notify AFTER INSERT ON tasks "
-        "FOR EACH STATEMENT EXECUTE FUNCTION stt_notify_tasks()"
-    )
+    _replace_trigger(_NOTIFY_ALWAYS, "")
