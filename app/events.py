@@ -73,15 +73,20 @@ async def announce(
     session.info.setdefault(_PENDING, []).append((channel, payload))
 
 
+def notifying(session: AsyncSession, channel: str | None) -> str | None:
+    """The channel a statement may NOTIFY itself (``notify_column``): PostgreSQL's
+    only; None elsewhere."""
+    return channel if session.get_bind().dialect.name == "postgresql" else None
+
+
 def notify_column(
-    session: AsyncSession, channel: str, payload: ColumnElement[str] | QueryableAttribute[str]
+    channel: str | None, payload: ColumnElement[str] | QueryableAttribute[str]
 ) -> list[ColumnElement[Any]]:
-    """``pg_notify(channel, payload)`` to add to a statement's RETURNING on
-    PostgreSQL (nothing elsewhere): the NOTIFY then rides on the change itself
-    instead of costing a round trip of its own. Announce with ``by_trigger=True``."""
-    if session.get_bind().dialect.name != "postgresql":
-        return []
-    return [func.pg_notify(channel, payload)]
+    """``pg_notify(channel, payload)`` to add to a statement's RETURNING (nothing
+    without a channel, see ``notifying``): the NOTIFY then rides on the change
+    itself instead of costing a round trip of its own. Announce with
+    ``by_trigger=True``."""
+    return [func.pg_notify(channel, payload)] if channel else []
 
 
 async def commit(session: AsyncSession, hub: EventHub) -> None:

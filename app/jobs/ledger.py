@@ -9,6 +9,8 @@ runs again means exactly that: the request was out when the gateway died.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,20 +48,40 @@ async def begin(session: AsyncSession, job_id: str, provider: str) -> int:
     return row.id
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """How a submit ended, for its ledger row."""
+
+    submission_id: int
+    outcome: str
+    provider_job_id: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The bound parameters of ``settle_statement``: prefixed, so that none is
+        taken for a column to set by an UPDATE it is run beside (see
+        ``jobs.repository.complete``)."""
+        return {
+            "submission_id": self.submission_id,
+            "submission_outcome": self.outcome,
+            "submission_finished_at": utcnow(),
+            "submission_provider_job_id": self.provider_job_id,
+        }
+
+
 async def settle(
     session: AsyncSession, submission_id: int, outcome: str, provider_job_id: str | None = None
 ) -> None:
-    values = {"outcome": outcome, "finished_at": utcnow(), "provider_job_id": provider_job_id}
-    await session.execute(_settle(), {"submission_id": submission_id, **values})
+    settlement = Settlement(submission_id, outcome, provider_job_id)
+    await session.execute(settle_statement(), settlement.params())
 
 
 @functools.cache
-def _settle() -> Update:
+def settle_statement() -> Update:
     """Built once, on the table: no ORM bulk-update machinery on every submit."""
     submissions = table_of(ProviderSubmission)
     columns = ("outcome", "finished_at", "provider_job_id")
     return (
         update(submissions)
         .where(submissions.c.id == bindparam("submission_id"))
-        .values({name: bindparam(name) for name in columns})
+        .values({name: bindparam(f"submission_{name}") for name in columns})
     )

@@ -26,11 +26,17 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
-from app.events import TASKS_CHANNEL, announce, notify_column
+from app.db import utcnow
+from app.events import TASKS_CHANNEL, announce, notify_column, notifying
 from app.ids import looks_like_id
+from app.jobs import ledger
 from app.logs import request_id
 from app.models import Job, JobResult, ProviderSubmission, Task, table_of
+from app.queue import repository as queue
+from app.queue.repository import ClaimedTask
 
 
 class InvalidCursor(ValueError):
@@ -229,20 +235,6 @@ async def _insert_one_by_one(session: AsyncSession, job: Job, task: dict[str, An
     return int((await session.execute(inserted)).scalar_one())
 
 
-def _status_change(
-    job_id: str, from_statuses: Sequence[str], values: dict[str, Any], provider: str | None
-) -> Update:
-    condition: ColumnElement[bool] = Job.status.in_(from_statuses)
-    if provider is not None:
-        condition &= Job.provider == provider
-    return (
-        update(Job)
-        .where(Job.id == job_id, condition)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-
-
 async def set_status(
     session: AsyncSession,
     job_id: str,
@@ -258,9 +250,9 @@ async def set_status(
 
     ``announce_on``: the same statement NOTIFYs this channel with the job's id
     (PostgreSQL; see ``events.notify_column``)."""
-    change = _status_change(job_id, from_statuses, values, provider)
-    row = await _execute_change(session, change, Job.id, announce_on)
-    return row is not None
+    change = _move_job(tuple(values), provider is not None, notifying(session, announce_on))
+    moved = await session.execute(change, _change_params(job_id, from_statuses, values, provider))
+    return moved.first() is not None
 
 
 async def set_status_returning(
@@ -269,25 +261,64 @@ async def set_status_returning(
     *,
     from_statuses: Sequence[str],
     values: dict[str, Any],
-    provider: str | None = None,
     announce_on: str | None = None,
 ) -> Job | None:
     """``set_status``, answering the job as the change left it (None: not moved),
     so what follows in the transaction need not read it again."""
-    change = _status_change(job_id, from_statuses, values, provider)
-    row = await _execute_change(
-        session, change.execution_options(populate_existing=True), Job, announce_on
+    change = _as_job(_moved_job(tuple(values), notifying(session, announce_on)))
+    moved = await session.execute(change, _change_params(job_id, from_statuses, values))
+    return moved.scalar_one_or_none()
+
+
+def _change_params(
+    job_id: str, from_statuses: Sequence[str], values: dict[str, Any], provider: str | None = None
+) -> dict[str, Any]:
+    # Every name is prefixed: an UPDATE takes a parameter named as one of its
+    # table's columns for a column to set (see ``complete``, which runs others beside).
+    params = {
+        "job": job_id,
+        "job_from_statuses": list(from_statuses),
+        **{f"job_{name}": value for name, value in values.items()},
+    }
+    if provider is not None:
+        params["job_if_provider"] = provider
+    return params
+
+
+@functools.cache
+def _change_job(columns: tuple[str, ...], by_provider: bool = False) -> Update:
+    """Set ``columns`` (bound as job_<column>) on the job ``job`` if it is in one of
+    ``job_from_statuses`` (and, ``by_provider``, with the provider ``job_if_provider``).
+    Built once per shape, with bound parameters: no statement to build per change."""
+    jobs = table_of(Job)
+    condition: ColumnElement[bool] = jobs.c.status.in_(
+        bindparam("job_from_statuses", expanding=True)
     )
-    return row[0] if row is not None else None
+    if by_provider:
+        condition &= jobs.c.provider == bindparam("job_if_provider")
+    return (
+        update(jobs)
+        .where(jobs.c.id == bindparam("job"), condition)
+        .values({name: bindparam(f"job_{name}", type_=jobs.c[name].type) for name in columns})
+    )
 
 
-async def _execute_change(
-    session: AsyncSession, change: Update, returned: Any, announce_on: str | None
-) -> Any:
-    """The row the change returns (``returned`` first), or None if it moved nothing."""
-    notify = notify_column(session, announce_on, Job.id) if announce_on else []
-    result = await session.execute(change.returning(returned, *notify))
-    return result.first()
+@functools.cache
+def _move_job(
+    columns: tuple[str, ...], by_provider: bool, notify_on: str | None
+) -> ReturningUpdate[Any]:
+    """The change, returning the job's id if it moved (and sending its NOTIFY)."""
+    jobs = table_of(Job)
+    return _change_job(columns, by_provider).returning(
+        jobs.c.id, *notify_column(notify_on, jobs.c.id)
+    )
+
+
+@functools.cache
+def _moved_job(columns: tuple[str, ...], notify_on: str | None) -> ReturningUpdate[Any]:
+    """The change, returning the whole job (its NOTIFY after its columns)."""
+    jobs = table_of(Job)
+    return _change_job(columns).returning(*jobs.c, *notify_column(notify_on, jobs.c.id))
 
 
 async def save_result(session: AsyncSession, job_id: str, transcript: Any, raw: Any) -> None:
@@ -301,6 +332,82 @@ def _insert_result() -> Insert:
     """Built once, on the table: no statement to build and no unit of work per job."""
     columns = ("job_id", "transcript", "raw")
     return insert(table_of(JobResult)).values({name: bindparam(name) for name in columns})
+
+
+async def complete(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    from_statuses: Sequence[str],
+    values: dict[str, Any],
+    transcript: Any,
+    raw: Any,
+    task: ClaimedTask,
+    settlement: ledger.Settlement | None,
+    announce_on: str,
+) -> Job | None:
+    """``set_status_returning`` for a job that ends with a result: also write the
+    result (only if the job moved), end ``task`` and settle the submit's ledger
+    row, whether the job moved or not. The job as it now is, or None.
+
+    On PostgreSQL one statement does it all (data-modifying CTEs): this is the
+    transaction every transcription ends with, and one round trip instead of
+    four saves about 2 ms of it. Elsewhere the same statements run one by one."""
+    params = {
+        **_change_params(job_id, from_statuses, values),
+        "result_transcript": transcript,
+        "result_raw": raw,
+        "result_created_at": utcnow(),
+        **queue.finish_params(task),
+        **(settlement.params() if settlement else {}),
+    }
+    columns = tuple(values)
+    if session.get_bind().dialect.name == "postgresql":
+        in_one = _complete_in_one(columns, settlement is not None, announce_on)
+        result = await session.execute(in_one, params)
+        return result.scalar_one_or_none()
+    if settlement is not None:
+        await session.execute(ledger.settle_statement(), params)
+    job = await set_status_returning(
+        session, job_id, from_statuses=from_statuses, values=values, announce_on=announce_on
+    )
+    if job is not None:
+        await save_result(session, job_id, transcript, raw)
+    await session.execute(queue.finish_statement(), params)
+    return job
+
+
+def _as_job(statement: Any) -> ExecutableReturnsRows:
+    """The ORM's Job from a statement that returns the jobs table's columns."""
+    return select(Job).from_statement(statement).execution_options(populate_existing=True)
+
+
+@functools.cache
+def _complete_in_one(
+    columns: tuple[str, ...], settles: bool, announce_on: str
+) -> ExecutableReturnsRows:
+    """``complete`` as one statement (PostgreSQL): the job's change, which also
+    sends its NOTIFY, with the result's insert reading the changed row, and the
+    task's end and the ledger's settlement beside them."""
+    jobs, results = table_of(Job), table_of(JobResult)
+    job = _moved_job(columns, announce_on).cte("changed_job")
+    result = (
+        insert(results)
+        .from_select(
+            ["job_id", "transcript", "raw", "created_at"],
+            select(
+                job.c.id,
+                bindparam("result_transcript", type_=results.c.transcript.type),
+                bindparam("result_raw", type_=results.c.raw.type),
+                bindparam("result_created_at", type_=results.c.created_at.type),
+            ),
+        )
+        .cte("saved_result")
+    )
+    alongside = [result, queue.finish_statement().cte("finished_task")]
+    if settles:
+        alongside.append(ledger.settle_statement().cte("settled_submission"))
+    return _as_job(select(*(job.c[c.name] for c in jobs.columns)).add_cte(*alongside))
 
 
 async def get_result(session: AsyncSession, job_id: str) -> JobResult | None:

@@ -22,13 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.events import JOBS_CHANNEL, announce
-from app.jobs import repository
+from app.jobs import ledger, repository
 from app.jobs.schemas import TERMINAL_STATUSES, JobStatus
 from app.metrics import after_commit, job_finished
 from app.models import Job
 from app.notify import deliveries
 from app.providers.base import ProviderResult
 from app.queue import repository as queue
+from app.queue.repository import ClaimedTask
 from app.storage import LocalStorage, artifact_key
 
 ACTIVE = (JobStatus.queued.value, JobStatus.processing.value)
@@ -131,27 +132,36 @@ async def complete(
     artifacts: list[dict],
     provider_job_id: str | None,
     provider_status: str | None,
+    *,
+    task: ClaimedTask,
+    settlement: ledger.Settlement | None = None,
 ) -> Job | None:
-    """The job completed with ``result``: the job as it now is, or None if it had
-    already ended (a late or repeated answer)."""
+    """The job completed with ``result``, and ``task`` (which learnt it) is done:
+    the job as it now is, or None if it had already ended (a late or repeated
+    answer). ``settlement``: the submit's ledger row, settled in the same write."""
     now = utcnow()
-    job = await _end(
+    job = await repository.complete(
         session,
         job_id,
-        {
+        from_statuses=ACTIVE,
+        values={
             "status": JobStatus.completed.value,
             "provider_job_id": provider_job_id,
             "provider_status": provider_status,
             "artifacts": artifacts,
             "completed_at": now,
             "error": None,
+            "updated_at": now,
         },
+        transcript=result.transcript.model_dump(mode="json"),
+        raw=result.raw,
+        task=task,
+        settlement=settlement,
+        announce_on=JOBS_CHANNEL,
     )
     if job is None:
         return None
-    await repository.save_result(
-        session, job_id, result.transcript.model_dump(mode="json"), result.raw
-    )
+    await announce(session, JOBS_CHANNEL, job_id, by_trigger=True)
     await deliveries.record_event(session, job_id, "job.completed", job=job)
     _count_on_commit(session, job, JobStatus.completed.value, now)
     return job

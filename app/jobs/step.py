@@ -27,6 +27,7 @@ from app.providers.base import (
     PermanentProviderError,
     Provider,
     ProviderError,
+    ProviderResult,
     ProviderUpdate,
     RetryableProviderError,
 )
@@ -102,27 +103,14 @@ class JobStep:
         submission: int | None = None,
     ) -> None:
         """Record what the vendor said, and end or reschedule this task, atomically."""
-        artifacts: list[dict] = []
         if update.status == "completed" and update.result is not None:
-            artifacts = service.store_artifacts(self.ctx.storage, job.id, update.result)
+            await self._complete(job, task, update, update.result, submission)
+            return
         async with self.ctx.sessions() as session:
             if submission is not None:
                 outcome = ledger.REFUSED if update.status == "failed" else ledger.ACCEPTED
                 await ledger.settle(session, submission, outcome, update.provider_job_id)
-            if update.status == "completed" and update.result is not None:
-                completed = await service.complete(
-                    session,
-                    job.id,
-                    update.result,
-                    artifacts,
-                    update.provider_job_id or job.provider_job_id,
-                    update.provider_status,
-                )
-                await queue.finish(session, task)
-                if isinstance(task.held, HeldSubmit) and completed is not None:
-                    task.held.completed = completed
-                    task.held.transcript = update.result.transcript
-            elif update.status == "failed":
+            if update.status == "failed":
                 error = update.error or PermanentProviderError(
                     "provider_failed", "the provider reported the job as failed"
                 )
@@ -131,6 +119,34 @@ class JobStep:
             else:
                 await self._still_processing(session, job, task, update)
             await commit(session, self.ctx.hub)
+
+    async def _complete(
+        self,
+        job: Job,
+        task: ClaimedTask,
+        update: ProviderUpdate,
+        result: ProviderResult,
+        submission: int | None,
+    ) -> None:
+        artifacts = service.store_artifacts(self.ctx.storage, job.id, result)
+        settlement = None
+        if submission is not None:
+            settlement = ledger.Settlement(submission, ledger.ACCEPTED, update.provider_job_id)
+        async with self.ctx.sessions() as session:
+            completed = await service.complete(
+                session,
+                job.id,
+                result,
+                artifacts,
+                update.provider_job_id or job.provider_job_id,
+                update.provider_status,
+                task=task,
+                settlement=settlement,
+            )
+            await commit(session, self.ctx.hub)
+        if isinstance(task.held, HeldSubmit) and completed is not None:
+            task.held.completed = completed
+            task.held.transcript = result.transcript
 
     async def _still_processing(
         self, session: AsyncSession, job: Job, task: ClaimedTask, update: ProviderUpdate

@@ -32,7 +32,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from app.db import utcnow
-from app.events import TASKS_CHANNEL, announce, notify_column
+from app.events import TASKS_CHANNEL, announce, notify_column, notifying
 from app.logs import request_id
 from app.models import Task, table_of
 
@@ -96,7 +96,7 @@ def _owned(task: ClaimedTask) -> ColumnElement[bool]:
 
 async def finish(session: AsyncSession, task: ClaimedTask) -> bool:
     """Remove a done task; False if its lease was lost to another worker."""
-    result = await session.execute(_delete_owned(), {"id": task.id, "token": task.claim_token})
+    result = await session.execute(finish_statement(), finish_params(task))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -136,11 +136,16 @@ def _claim_due() -> ReturningUpdate[int, str, str, int, str | None, str | None]:
     )
 
 
+def finish_params(task: ClaimedTask) -> dict[str, object]:
+    """The bound parameters of ``finish_statement``."""
+    return {"task_id": task.id, "task_token": task.claim_token}
+
+
 @functools.cache
-def _delete_owned() -> Delete:
+def finish_statement() -> Delete:
     tasks = _tasks().c
     return delete(_tasks()).where(
-        tasks.id == bindparam("id"), tasks.claim_token == bindparam("token")
+        tasks.id == bindparam("task_id"), tasks.claim_token == bindparam("task_token")
     )
 
 
@@ -207,7 +212,7 @@ async def make_due_now(session: AsyncSession, job_id: str, kind: str) -> bool:
         )
         .values(run_at=utcnow())
         # The statement sends the NOTIFY itself: no round trip of its own.
-        .returning(Task.id, *notify_column(session, TASKS_CHANNEL, literal("")))
+        .returning(Task.id, *notify_column(notifying(session, TASKS_CHANNEL), literal("")))
         .execution_options(synchronize_session=False)
     )
     if result.first() is not None:
