@@ -5,15 +5,21 @@ is a ``pg_notify``, which the server delivers only on commit, to every process
 listening; in this process the announcement is dispatched right after commit.
 Either may be lost (a listener reconnecting): waiters also poll, so a lost
 wake-up costs latency, never correctness.
+
+A task scheduled for later (a poll, a retry) wakes nobody when it is written:
+this process's worker notes when it falls due and wakes itself then, instead
+of finding it at its next poll (up to WORKER_POLL_SECONDS late).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, text
@@ -21,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import ColumnElement
 
-from app.db import CONNECT_TIMEOUT_SECONDS
+from app.db import CONNECT_TIMEOUT_SECONDS, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +41,32 @@ class EventHub:
 
     def __init__(self) -> None:
         self.tasks_due = asyncio.Event()
+        self._later: list[datetime] = []  # a heap: when tasks this process scheduled fall due
         self._job_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
 
     def dispatch(self, channel: str, payload: str) -> None:
         if channel == TASKS_CHANNEL:
-            self.tasks_due.set()
+            due = datetime.fromisoformat(payload) if payload else None
+            if due is not None and due > utcnow():
+                sooner = not self._later or due < self._later[0]
+                heapq.heappush(self._later, due)
+                if not sooner:
+                    return  # the worker sleeps until an earlier time already
+            self.tasks_due.set()  # due now, or the worker must shorten its sleep
         elif channel == JOBS_CHANNEL:
             for waiter in self._job_waiters.get(payload, ()):
                 waiter.set()
+
+    def seconds_to_next_task(self, longest: float) -> float:
+        """How long a worker may sleep before a task this process scheduled falls
+        due (at most ``longest``). The times that have passed are forgotten: the
+        claim that follows takes their tasks."""
+        now = utcnow()
+        while self._later and self._later[0] <= now:
+            heapq.heappop(self._later)
+        if not self._later:
+            return longest
+        return min(longest, (self._later[0] - now).total_seconds())
 
     async def wait_for_job(self, job_id: str, max_seconds: float) -> None:
         """Return when ``job_id`` is announced as changed, or after ``max_seconds``."""

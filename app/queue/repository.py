@@ -60,15 +60,16 @@ async def enqueue(
     ref: str | None = None,
 ) -> None:
     """Add a task in the caller's transaction; workers are woken when it commits."""
+    run_at = run_at or utcnow()
     values = {
         "kind": kind,
         "job_id": job_id,
-        "run_at": run_at or utcnow(),
+        "run_at": run_at,
         "ref": ref,
         "request_id": request_id.get(),
     }
     await session.execute(_insert_task(), values)
-    await announce(session, TASKS_CHANNEL, by_trigger=True)
+    await _announce_task(session, run_at, by_trigger=True)
 
 
 def new_claim_token() -> str:
@@ -166,8 +167,7 @@ async def reschedule(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if run_at <= utcnow():
-        await announce(session, TASKS_CHANNEL)
+    await _announce_task(session, run_at)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -179,7 +179,20 @@ async def defer(session: AsyncSession, task: ClaimedTask, run_at: datetime) -> b
         .values(run_at=run_at, claim_token=None, attempts=Task.attempts - 1)
         .execution_options(synchronize_session=False)
     )
+    await _announce_task(session, run_at)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _announce_task(
+    session: AsyncSession, run_at: datetime, *, by_trigger: bool = False
+) -> None:
+    """A task due now wakes the workers; one due later only tells this process's
+    worker when to wake (``EventHub.seconds_to_next_task``): waking every worker
+    now would only have them claim nothing."""
+    if run_at <= utcnow():
+        await announce(session, TASKS_CHANNEL, by_trigger=by_trigger)
+    else:
+        await announce(session, TASKS_CHANNEL, run_at.isoformat(), by_trigger=True)
 
 
 async def extend_lease(session: AsyncSession, task: ClaimedTask, lease: timedelta) -> bool:

@@ -1,7 +1,8 @@
 """The worker loop: claim due tasks, run them with a bounded concurrency, retry.
 
 It wakes when a task is announced (NOTIFY on PostgreSQL, in-process on
-SQLite) or when its polling timer fires, whichever comes first.
+SQLite), when a task this process scheduled for later falls due, or when its
+polling timer fires, whichever comes first.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class Worker:
         try:
             await asyncio.wait(
                 waits,
-                timeout=self._settings.worker_poll_seconds,
+                timeout=self._hub.seconds_to_next_task(self._settings.worker_poll_seconds),
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:

@@ -149,3 +149,48 @@ async def test_in_flight_tasks_are_bounded(setup):
     worker = Worker(factory, hub, {"slow": Slow()}, settings(worker_concurrency=3))
     await _run_until(worker, finished, 20)
     assert peak == 3
+
+
+async def _enqueue_at(factory, hub, seconds: float) -> None:
+    async with factory() as session:
+        await queue.enqueue(session, "test", "job_1", run_at=utcnow() + timedelta(seconds=seconds))
+        await commit(session, hub)
+
+
+async def test_a_task_scheduled_for_later_runs_when_due_not_at_the_next_poll(setup):
+    factory, settings = setup
+    hub = EventHub()
+    recorder = Recorder(factory, hub, failures=0)
+    worker = Worker(factory, hub, {"test": recorder}, settings(worker_poll_seconds=60))
+    runner = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.2)  # the worker has found nothing and sleeps for its poll
+        scheduled = time.monotonic()
+        await _enqueue_at(factory, hub, 1.0)
+        await asyncio.wait_for(recorder.done.wait(), 10)
+    finally:
+        await worker.stop()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    [(ran, _)] = recorder.runs
+    assert 0.9 <= ran - scheduled < 3  # not before it is due, and not 60 s later
+
+
+async def test_a_sooner_task_shortens_the_sleep_until_a_later_one(setup):
+    factory, settings = setup
+    hub = EventHub()
+    recorder = Recorder(factory, hub, failures=0)
+    worker = Worker(factory, hub, {"test": recorder}, settings(worker_poll_seconds=60))
+    await _enqueue_at(factory, hub, 30.0)  # the worker will sleep until this one
+    runner = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.2)
+        scheduled = time.monotonic()
+        await _enqueue_at(factory, hub, 0.5)
+        await asyncio.wait_for(recorder.done.wait(), 10)
+    finally:
+        await worker.stop()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    [(ran, _)] = recorder.runs
+    assert 0.4 <= ran - scheduled < 3
