@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import struct
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,7 +20,54 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.support.postgres import PostgresServer  # noqa: E402
+from tests.support.gateway import create_key  # noqa: E402
+from tests.support.postgres import PostgresServer, admin, free_port, sqlalchemy_url  # noqa: E402
+
+
+def script_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line, its ``--help`` the script's docstring as written."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def table_row(cells: list[str]) -> str:
+    """One line of a Markdown table."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def table_head(columns: list[str], text_columns: int = 1) -> str:
+    """A Markdown table's first two lines: the column names, then the alignment row
+    (the first ``text_columns`` left-aligned, the numbers after them right-aligned)."""
+    alignment = "|" + "---|" * text_columns + "---:|" * (len(columns) - text_columns)
+    return table_row(columns) + "\n" + alignment
+
+
+def multipart_frame(
+    fields: dict[str, str], filename: str, boundary: str
+) -> tuple[bytes, bytes, str]:
+    """What goes around a WAV file in a multipart/form-data body: the head (``fields``
+    in order, then the file part's headers), the tail, and the body's Content-Type.
+    Apart from the file, for a body streamed from disk."""
+    head = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    )
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    )
+    tail = f"\r\n--{boundary}--\r\n"
+    return head.encode(), tail.encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def multipart_body(
+    audio: bytes, fields: dict[str, str], filename: str, boundary: str
+) -> tuple[bytes, str]:
+    """A whole multipart/form-data body, ``fields`` then the WAV ``audio``, and its
+    Content-Type."""
+    head, tail, content_type = multipart_frame(fields, filename, boundary)
+    return head + audio + tail, content_type
 
 
 def wav_bytes(size: int) -> bytes:
@@ -97,6 +146,23 @@ def write_sparse_wav(path: Path, size: int) -> None:
         file.truncate(size)
 
 
+def database_dsn(admin_dsn: str, database: str) -> str:
+    """The plain postgresql:// DSN (asyncpg's) of ``database`` on ``admin_dsn``'s server."""
+    return admin_dsn.rsplit("/", 1)[0] + f"/{database}"
+
+
+def gateway_env(database_url: str, storage: Path, **settings: str) -> dict[str, str]:
+    """The environment of a gateway process: ours, its database and storage folder,
+    WARNING logs, and ``settings``."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "STORAGE_DIR": str(storage),
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
 def serve_gateway(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     """``stt-gateway serve --no-worker`` (it migrates the database first)."""
     cmd = [sys.executable, "-m", "app.cli", "serve", "--no-worker", "--port", str(port)]
@@ -108,6 +174,44 @@ def serve_baseline(env: dict[str, str], port: int, log: Path) -> subprocess.Pope
     cmd = [sys.executable, "-m", "uvicorn", "bench.baseline_server:app", "--port", str(port),
            "--log-level", "warning"]  # fmt: skip
     return start(cmd, env, port, log)
+
+
+@dataclass
+class GatewayAndBaseline:
+    """The gateway and the baseline, started side by side."""
+
+    gateway_port: int
+    baseline_port: int
+    gateway_env: dict[str, str]  # to start the gateway again
+    api_key: str  # a client's key for the gateway
+
+    @property
+    def jobs_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}/jobs"
+
+    @property
+    def upload_url(self) -> str:
+        return f"http://127.0.0.1:{self.baseline_port}/upload"
+
+
+def start_gateway_and_baseline(
+    server: PostgresServer, work: Path, procs: list[subprocess.Popen[bytes]], **settings: str
+) -> GatewayAndBaseline:
+    """``serve_gateway`` (with ``settings``) and ``serve_baseline`` under the same uvicorn,
+    each with its own database on ``server`` and storage folder in ``work``. Each
+    process goes into ``procs`` as it starts, the gateway first, for the caller to stop."""
+    admin(server.admin_dsn, "CREATE DATABASE gateway", "CREATE DATABASE baseline")
+    gateway_db = sqlalchemy_url(server.admin_dsn, "gateway")
+    env = gateway_env(gateway_db, work / "gateway", **settings)
+    baseline_env = {
+        **os.environ,
+        "BASELINE_STORAGE": str(work / "baseline"),
+        "BASELINE_DSN": database_dsn(server.admin_dsn, "baseline"),
+    }
+    gport, bport = free_port(), free_port()
+    procs.append(serve_gateway(env, gport, work / "gateway.log"))
+    procs.append(serve_baseline(baseline_env, bport, work / "baseline.log"))
+    return GatewayAndBaseline(gport, bport, env, create_key(gateway_db, "bench"))
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import struct
 import subprocess
@@ -29,27 +28,20 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    multipart_body,
+    multipart_frame,
     pct,
     peak_rss_mib,
+    postgres,
     profile,
-    serve_baseline,
+    script_parser,
     serve_gateway,
+    start_gateway_and_baseline,
+    stop_all,
+    table_head,
     wav_bytes,
 )
-from tests.support.gateway import create_key
-from tests.support.postgres import PostgresServer, admin, free_port, sqlalchemy_url
-
-
-def multipart(audio: bytes, boundary: str = "benchboundary7f3a") -> tuple[bytes, str]:
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="provider"\r\n\r\nlocal\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n"
-    ).encode()
-    return (
-        head + audio + f"\r\n--{boundary}--\r\n".encode(),
-        f"multipart/form-data; boundary={boundary}",
-    )
+from tests.support.postgres import PostgresServer
 
 
 @dataclass
@@ -83,12 +75,7 @@ async def drive(
 
 
 def big_upload(url: str, headers: dict[str, str], path: Path) -> tuple[int, float]:
-    boundary = "bigboundary91c2"
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
+    head, tail, content_type = multipart_frame({}, "big.wav", "bigboundary91c2")
     size = path.stat().st_size
 
     def body():  # type: ignore[no-untyped-def]
@@ -100,7 +87,7 @@ def big_upload(url: str, headers: dict[str, str], path: Path) -> tuple[int, floa
 
     all_headers = {
         **headers,
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Type": content_type,
         "Content-Length": str(len(head) + size + len(tail)),
     }
     started = time.perf_counter()
@@ -120,7 +107,7 @@ def write_big_wav(path: Path, mib: int) -> None:
 def report(rounds: dict[str, list[Round]], args: argparse.Namespace) -> None:
     print(f"\n{args.concurrency} concurrent clients, 1 MiB WAV uploads, {args.rounds} "
           f"alternating rounds of {args.seconds:.0f} s each, worker off\n")  # fmt: skip
-    print("| target | uploads/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|")
+    print(table_head(["target", "uploads/s", "p50 ms", "p99 ms", "errors"]))
     summary = []
     for name, results in rounds.items():
         latencies = [x for r in results for x in r.latencies]
@@ -134,10 +121,59 @@ def report(rounds: dict[str, list[Round]], args: argparse.Namespace) -> None:
     print(f"latency ratio gateway/baseline: p50 {g50 / b50:.2f}, p99 {g99 / b99:.2f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def compare(
+    args: argparse.Namespace,
+    server: PostgresServer,
+    work: Path,
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
+    """The rounds of uploads side by side, then one big upload into each server."""
+    servers = start_gateway_and_baseline(server, work, procs)
+    auth = {"Authorization": f"Bearer {servers.api_key}"}
+
+    body, content_type = multipart_body(
+        wav_bytes(1024 * 1024), {"provider": "local"}, "a.wav", "benchboundary7f3a"
     )
+    targets = {
+        "gateway POST /jobs": (servers.jobs_url, {**auth, "Content-Type": content_type}),
+        "baseline (stream to disk + 1 row)": (servers.upload_url, {"Content-Type": content_type}),
+    }
+    for url, headers in targets.values():  # warm both up
+        asyncio.run(drive(url, headers, body, 4, 2))
+    rounds: dict[str, list[Round]] = {name: [] for name in targets}
+    for _ in range(args.rounds):
+        for (name, (url, headers)), proc in zip(targets.items(), procs, strict=True):
+            spy = None
+            if args.py_spy and proc is procs[0] and not rounds[name]:
+                spy = profile(proc.pid, args.py_spy, args.seconds)
+            result = asyncio.run(drive(url, headers, body, args.concurrency, args.seconds))
+            rounds[name].append(result)
+            if spy:
+                spy.wait()
+    report(rounds, args)
+
+    # One big upload into a freshly started gateway, for its peak memory.
+    procs[0].terminate()
+    procs[0].wait()
+    procs[0] = serve_gateway(servers.gateway_env, servers.gateway_port, work / "gateway2.log")
+    big = work / "big.wav"
+    write_big_wav(big, args.big_mib)
+    rss_before, _ = peak_rss_mib(procs[0].pid)
+    status, seconds = big_upload(servers.jobs_url, auth, big)
+    _, peak = peak_rss_mib(procs[0].pid)
+    b_status, b_seconds = big_upload(servers.upload_url, {}, big)
+    mib = big.stat().st_size / 2**20
+    print(
+        f"\none {mib:.0f} MiB upload: gateway {status} in {seconds:.1f} s "
+        f"({mib / seconds:.0f} MiB/s), baseline {b_status} in {b_seconds:.1f} s "
+        f"({mib / b_seconds:.0f} MiB/s); throughput ratio {b_seconds / seconds:.2f}"
+    )
+    print(f"gateway memory: {rss_before:.0f} MiB RSS before the upload, "
+          f"peak (VmHWM) {peak:.0f} MiB (goal < 150 MiB)")  # fmt: skip
+
+
+def main() -> None:
+    parser = script_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -146,68 +182,14 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="stt-bench-"))
-    server = PostgresServer()
-    server.start()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        admin(server.admin_dsn, "CREATE DATABASE gateway", "CREATE DATABASE baseline")
-        gateway_db = sqlalchemy_url(server.admin_dsn, "gateway")
-        env = {**os.environ, "DATABASE_URL": gateway_db, "STORAGE_DIR": str(work / "gateway"),
-               "LOG_LEVEL": "WARNING"}  # fmt: skip
-        baseline_dsn = server.admin_dsn.rsplit("/", 1)[0] + "/baseline"
-        baseline_env = {**os.environ, "BASELINE_STORAGE": str(work / "baseline"),
-                        "BASELINE_DSN": baseline_dsn}  # fmt: skip
-        gport, bport = free_port(), free_port()
-        procs += [serve_gateway(env, gport, work / "gateway.log"),
-                  serve_baseline(baseline_env, bport, work / "baseline.log")]  # fmt: skip
-        key = create_key(gateway_db, "bench")
-        auth = {"Authorization": f"Bearer {key}"}
-
-        body, content_type = multipart(wav_bytes(1024 * 1024))
-        targets = {
-            "gateway POST /jobs": (f"http://127.0.0.1:{gport}/jobs",
-                                   {**auth, "Content-Type": content_type}),
-            "baseline (stream to disk + 1 row)": (f"http://127.0.0.1:{bport}/upload",
-                                                  {"Content-Type": content_type}),
-        }  # fmt: skip
-        for url, headers in targets.values():  # warm both up
-            asyncio.run(drive(url, headers, body, 4, 2))
-        rounds: dict[str, list[Round]] = {name: [] for name in targets}
-        for _ in range(args.rounds):
-            for (name, (url, headers)), proc in zip(targets.items(), procs, strict=True):
-                spy = None
-                if args.py_spy and proc is procs[0] and not rounds[name]:
-                    spy = profile(proc.pid, args.py_spy, args.seconds)
-                result = asyncio.run(drive(url, headers, body, args.concurrency, args.seconds))
-                rounds[name].append(result)
-                if spy:
-                    spy.wait()
-        report(rounds, args)
-
-        # One big upload into a freshly started gateway, for its peak memory.
-        procs[0].terminate()
-        procs[0].wait()
-        procs[0] = serve_gateway(env, gport, work / "gateway2.log")
-        big = work / "big.wav"
-        write_big_wav(big, args.big_mib)
-        rss_before, _ = peak_rss_mib(procs[0].pid)
-        status, seconds = big_upload(f"http://127.0.0.1:{gport}/jobs", auth, big)
-        _, peak = peak_rss_mib(procs[0].pid)
-        b_status, b_seconds = big_upload(f"http://127.0.0.1:{bport}/upload", {}, big)
-        mib = big.stat().st_size / 2**20
-        print(
-            f"\none {mib:.0f} MiB upload: gateway {status} in {seconds:.1f} s "
-            f"({mib / seconds:.0f} MiB/s), baseline {b_status} in {b_seconds:.1f} s "
-            f"({mib / b_seconds:.0f} MiB/s); throughput ratio {b_seconds / seconds:.2f}"
-        )
-        print(f"gateway memory: {rss_before:.0f} MiB RSS before the upload, "
-              f"peak (VmHWM) {peak:.0f} MiB (goal < 150 MiB)")  # fmt: skip
+        with postgres() as server:
+            try:
+                compare(args, server, work, procs)
+            finally:
+                stop_all(procs)  # before PostgreSQL stops under them
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=30)
-        server.stop("immediate")
-        server.remove()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -45,7 +44,17 @@ from app.db import create_engine, create_session_factory
 from app.jobs import repository
 from app.jobs.repository import JobFilter
 from app.migrate import upgrade_to_head
-from bench.common import machine, pct, postgres, serve_gateway, stop_all
+from bench.common import (
+    database_dsn,
+    gateway_env,
+    machine,
+    pct,
+    postgres,
+    script_parser,
+    serve_gateway,
+    stop_all,
+    table_head,
+)
 from tests.support.gateway import create_client
 from tests.support.postgres import admin, free_port, sqlalchemy_url
 
@@ -424,11 +433,10 @@ class Stage:
 def print_latencies(small: Stage, large: Stage) -> list[str]:
     """The latency table; returns the shapes whose p99 grew past the goal."""
     s, g = f"{small.size:,}", f"{large.size:,}"
-    print(
-        f"\n| query ({PAGE} a page) | p50 ms {s} | p99 ms {s} | p50 ms {g} | p99 ms {g} "
-        f"| p50 ratio | p99 ratio | conc. p99 {s} | conc. p99 {g} | conc. p99 ratio |"
-    )
-    print("|---|" + "---:|" * 9)
+    columns = [f"query ({PAGE} a page)", f"p50 ms {s}", f"p99 ms {s}", f"p50 ms {g}",
+               f"p99 ms {g}", "p50 ratio", "p99 ratio", f"conc. p99 {s}", f"conc. p99 {g}",
+               "conc. p99 ratio"]  # fmt: skip
+    print("\n" + table_head(columns))
     over = []
     for name, at_small in small.timings.items():
         at_large = large.timings[name]
@@ -453,9 +461,9 @@ def print_plans(small: Stage, large: Stage) -> list[str]:
     for name, plan in large.plans.items():
         print(f"\n--- {name}, {large.size:,} jobs: EXPLAIN (ANALYZE, BUFFERS)\n{plan.text}")
     s, g = f"{small.size:,}", f"{large.size:,}"
-    print(f"\n| query | plan at {g} | generic plan at {g} | plan at {s} "
-          f"| rows read / returned {s} | {g} | db p50 / p99 ms {s} | {g} |")  # fmt: skip
-    print("|---|---|---|---|---:|---:|---:|---:|")
+    columns = ["query", f"plan at {g}", f"generic plan at {g}", f"plan at {s}",
+               f"rows read / returned {s}", g, f"db p50 / p99 ms {s}", g]  # fmt: skip
+    print("\n" + table_head(columns, text_columns=4))
     scanning = []
     for name, plan in large.plans.items():
         before = small.plans[name]
@@ -475,9 +483,7 @@ def print_plans(small: Stage, large: Stage) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--small", type=int, default=1_000, help="jobs at the first measure")
     parser.add_argument("--large", type=int, default=1_000_000, help="jobs at the second")
     parser.add_argument("--requests", type=int, default=200, help="per shape and variant")
@@ -494,15 +500,14 @@ def main() -> int:
         with postgres() as server:
             admin(server.admin_dsn, "CREATE DATABASE growth")
             url = sqlalchemy_url(server.admin_dsn, "growth")
-            dsn = server.admin_dsn.rsplit("/", 1)[0] + "/growth"
+            dsn = database_dsn(server.admin_dsn, "growth")
             upgrade_to_head(url)
             names = ["bench-main", *(f"bench-{i}" for i in range(4))]
             api_key = create_client(url, names[0]).api_key
             for name in names[1:]:
                 create_client(url, name)
             clients = asyncio.run(client_ids(dsn, names))
-            env = {**os.environ, "DATABASE_URL": url, "STORAGE_DIR": str(work / "blobs"),
-                   "LOG_LEVEL": "WARNING"}  # fmt: skip
+            env = gateway_env(url, work / "blobs")
             port = free_port()
             base_url = f"http://127.0.0.1:{port}"
 

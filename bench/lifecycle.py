@@ -59,12 +59,16 @@ from bench.common import (
     REPO,
     cpu_seconds,
     machine,
+    multipart_body,
     pct,
     postgres,
     postmaster_pid,
     process_tree,
     profile,
+    script_parser,
     stop_all,
+    table_head,
+    table_row,
     wav_bytes,
 )
 from bench.fake_vendors import VENDOR_SETTINGS, VENDORS
@@ -73,6 +77,7 @@ from tests.support.postgres import PostgresServer, admin, free_port, sqlalchemy_
 
 GOAL_JOBS_PER_SECOND = 300.0
 WAV = wav_bytes(8 * 1024)  # a quarter of a second: the upload is not what is measured
+BOUNDARY = "lifecycle4b2e"
 # What each vendor's job asks for, besides the file and the callback_url.
 FIELDS: dict[str, dict[str, str]] = {
     "klangio": {"options": json.dumps({"outputs": ["midi"]})},  # music: no language
@@ -201,19 +206,10 @@ def start_gateways(topology: str, env: dict[str, str], work: Path, port: int,
 # --- the client -------------------------------------------------------------------------
 
 
-def multipart(vendor: str, callback_url: str, boundary: str = "lifecycle4b2e") -> bytes:
+def multipart(vendor: str, callback_url: str) -> bytes:
     fields = {"provider": vendor, "callback_url": callback_url, **FIELDS[vendor]}
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n".encode()
-        + WAV
-        + b"\r\n"
-    )
-    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+    body, _ = multipart_body(WAV, fields, "a.wav", BOUNDARY)
+    return body
 
 
 @dataclass
@@ -237,7 +233,7 @@ async def create_jobs(
     sent before n/rate seconds (an open-loop client at a steady pace)."""
     headers = {
         "Authorization": f"Bearer {api_key}",
-        "Content-Type": "multipart/form-data; boundary=lifecycle4b2e",
+        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
     }
     bodies = {v: multipart(v, f"{stack.receiver_url}/hook") for v in VENDORS}
     result = Creation()
@@ -565,13 +561,10 @@ def report(results: list[dict[str, Any]]) -> None:
         print(f"{r['topology']}: end to end p50/p99 s by vendor: {vendors}")
     print("\nCPU per job (ms), by process:")
     names = sorted({n for r in results for n in r["cpu_ms_per_job"]})
-    print("| process | " + " | ".join(r["topology"] for r in results) + " |")
-    print("|---|" + "---:|" * len(results))
+    print(table_head(["process", *(r["topology"] for r in results)]))
     for name in names:
-        cells = [_f(r["cpu_ms_per_job"].get(name)) for r in results]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    totals = [_f(sum(r["cpu_ms_per_job"].values())) for r in results]
-    print("| all | " + " | ".join(totals) + " |")
+        print(table_row([name, *(_f(r["cpu_ms_per_job"].get(name)) for r in results)]))
+    print(table_row(["all", *(_f(sum(r["cpu_ms_per_job"].values())) for r in results)]))
     for r in results:
         if r["statements_per_job"]:
             per_job = r["statements_per_job"]
@@ -595,9 +588,7 @@ def report(results: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--topology", nargs="+", choices=sorted(TOPOLOGIES), default=["A", "B"])
     parser.add_argument("--concurrency", type=int, default=64, help="creates in flight")

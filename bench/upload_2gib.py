@@ -15,7 +15,6 @@ Each stored upload is deleted after its round so the disk does not fill up.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -37,13 +36,12 @@ from bench.common import (
     postgres,
     profile,
     reset_peak_rss,
-    serve_baseline,
-    serve_gateway,
+    script_parser,
+    start_gateway_and_baseline,
     stop_all,
+    table_head,
     write_sparse_wav,
 )
-from tests.support.gateway import create_key
-from tests.support.postgres import admin, free_port, sqlalchemy_url
 
 GOAL_RATIO = 0.8
 GOAL_PEAK_MIB = 150
@@ -150,10 +148,9 @@ def check_and_clean(target: Target, answer: dict[str, object], size: int) -> Non
 def report(targets: list[Target], size: int, rounds: int, host: str) -> None:
     mib = size / 2**20
     print(f"\none {mib:.0f} MiB WAV per upload, curl -F, {rounds} alternating rounds, worker off\n")
-    runs = " | ".join(f"run {i + 1}" for i in range(rounds))
-    print(f"| target | {runs} | MiB/s (all runs) | server CPU s / upload (event loop) "
-          "| peak RSS MiB |")  # fmt: skip
-    print("|---|" + "---:|" * (rounds + 3))
+    runs = [f"run {i + 1}" for i in range(rounds)]
+    columns = ["MiB/s (all runs)", "server CPU s / upload (event loop)", "peak RSS MiB"]
+    print(table_head(["target", *runs, *columns]))
     rates = []
     for target in targets:
         each = [mib / u.seconds for u in target.uploads]
@@ -181,9 +178,7 @@ def report(targets: list[Target], size: int, rounds: int, host: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--size-mib", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--py-spy", metavar="OUT", help="profile the gateway's first upload")
@@ -195,29 +190,14 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with postgres() as server:
-            admin(server.admin_dsn, "CREATE DATABASE gateway", "CREATE DATABASE baseline")
-            gateway_db = sqlalchemy_url(server.admin_dsn, "gateway")
-            env = {
-                **os.environ,
-                "DATABASE_URL": gateway_db,
-                "STORAGE_DIR": str(work / "gateway"),
-                "MAX_UPLOAD_BYTES": str(size + 2**30),
-                "LOG_LEVEL": "WARNING",
-            }
-            baseline_env = {
-                **os.environ,
-                "BASELINE_STORAGE": str(work / "baseline"),
-                "BASELINE_DSN": server.admin_dsn.rsplit("/", 1)[0] + "/baseline",
-            }
-            gport, bport = free_port(), free_port()
-            procs.append(serve_gateway(env, gport, work / "gateway.log"))
-            procs.append(serve_baseline(baseline_env, bport, work / "baseline.log"))
-            key = create_key(gateway_db, "bench")
+            servers = start_gateway_and_baseline(
+                server, work, procs, MAX_UPLOAD_BYTES=str(size + 2**30)
+            )
             targets = [
-                Target("gateway", f"http://127.0.0.1:{gport}/jobs",
-                       ["-H", f"Authorization: Bearer {key}"], procs[0], work / "gateway", []),
-                Target("baseline", f"http://127.0.0.1:{bport}/upload",
-                       [], procs[1], work / "baseline", []),
+                Target("gateway", servers.jobs_url,
+                       ["-H", f"Authorization: Bearer {servers.api_key}"], procs[0],
+                       work / "gateway", []),
+                Target("baseline", servers.upload_url, [], procs[1], work / "baseline", []),
             ]  # fmt: skip
 
             audio = work / "upload.wav"

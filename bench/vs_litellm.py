@@ -48,14 +48,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
     REPO,
     machine,
+    multipart_body,
     pct,
     postgres,
     postmaster_pid,
     process_tree,
     py_spy_command,
     reset_peak_rss,
+    script_parser,
     start,
     stop_all,
+    table_head,
     wav_bytes,
 )
 from bench.fake_openai_upstream import TEXT
@@ -218,15 +221,9 @@ def spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
 # --- the client ---
 
 
-def multipart(audio: bytes, boundary: str = "vslitellm5c1e") -> tuple[bytes, str]:
+def multipart(audio: bytes) -> tuple[bytes, str]:
     """OpenAI's form, as its SDK sends it: ``model`` then ``file``."""
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\n{MODEL}\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="audio.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-    return head + audio + tail, f"multipart/form-data; boundary={boundary}"
+    return multipart_body(audio, {"model": MODEL}, "audio.wav", "vslitellm5c1e")
 
 
 @dataclass
@@ -427,9 +424,8 @@ def _cpu(t: dict[str, Any]) -> str:
 def print_cell(cell: dict[str, Any]) -> None:
     print(f"\n{cell['size_mib']} MiB WAV, {cell['concurrency']} concurrent client(s), "
           f"{cell['requests']} requests per target in {cell['rounds']} rounds\n")  # fmt: skip
-    print("| target | ok | errors | p50 ms | p99 ms | added p50 ms | added p99 ms "
-          "| req/s | CPU ms/req | peak RSS MiB |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(table_head(["target", "ok", "errors", "p50 ms", "p99 ms", "added p50 ms",
+                      "added p99 ms", "req/s", "CPU ms/req", "peak RSS MiB"]))  # fmt: skip
     labels = {"direct": "upstream direct", "litellm": "LiteLLM proxy", "ours": "stt-gateway"}
     for name, t in cell["targets"].items():
         print(
@@ -456,9 +452,7 @@ def print_cell(cell: dict[str, Any]) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--requests", type=int, default=256,
                         help="requests per target per cell with the 1 MiB file")  # fmt: skip
     parser.add_argument("--big-requests", type=int, default=64,
