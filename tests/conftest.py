@@ -20,6 +20,7 @@ from tests.support.postgres import (
     free_port,
     sqlalchemy_url,
 )
+from tests.support.receiver import Receivers, WebhookReceiver
 
 DATA = Path(__file__).parent / "data"
 SPEECH_WAV = DATA / "hello-16k-mono.wav"
@@ -104,6 +105,14 @@ def start_gateway() -> Iterator[Callable[..., ThreadedGateway]]:
     yield start
     for gateway in started:
         gateway.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Callable[..., WebhookReceiver]]:
+    """``receiver(*secrets)`` starts a webhook receiver; every one is stopped at the end."""
+    receivers = Receivers()
+    yield receivers.start
+    receivers.stop_all()
 
 
 @pytest.fixture

@@ -21,6 +21,15 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _transcribe(
+    env: dict[str, str], gateway_url: str, api_key: str, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """``transcribe`` of the test speech by the gateway at ``gateway_url``."""
+    return _cli(
+        env, "transcribe", str(SPEECH_WAV), "--gateway", gateway_url, "--api-key", api_key, *options
+    )
+
+
 def test_keys_create_list_revoke_and_transcribe(tmp_path, make_settings):
     # The embedded default: an SQLite file that the first command creates and migrates.
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/var/gateway.db")
@@ -42,32 +51,14 @@ def test_keys_create_list_revoke_and_transcribe(tmp_path, make_settings):
     gateway = GatewayProcess(env, tmp_path / "serve.log").start()
     try:
         for fmt, expected in (("text", "hello world"), ("srt", "00:00:0"), ("json", '"words"')):
-            transcribed = _cli(
-                env,
-                "transcribe",
-                str(SPEECH_WAV),
-                "--gateway",
-                gateway.base_url,
-                "--api-key",
-                key["api_key"],
-                "--format",
-                fmt,
-            )
+            transcribed = _transcribe(env, gateway.base_url, key["api_key"], "--format", fmt)
             assert transcribed.returncode == 0, transcribed.stderr
             assert expected in transcribed.stdout
             assert "job job_" in transcribed.stderr
 
         revoked = _cli(env, "keys", "revoke", "ops")
         assert revoked.returncode == 0
-        refused = _cli(
-            env,
-            "transcribe",
-            str(SPEECH_WAV),
-            "--gateway",
-            gateway.base_url,
-            "--api-key",
-            key["api_key"],
-        )
+        refused = _transcribe(env, gateway.base_url, key["api_key"])
         assert refused.returncode == 1 and "401" in refused.stderr
     finally:
         gateway.terminate()

@@ -31,8 +31,8 @@ from tests.faults.support import (
     wait_all_terminal,
     wait_until,
 )
-from tests.support.gateway import GatewayProcess, create_client, gateway_env
-from tests.support.postgres import PostgresServer, admin, free_port, sqlalchemy_url
+from tests.support.gateway import GatewayProcess, create_client
+from tests.support.postgres import PostgresServer, admin, sqlalchemy_url
 
 OUTAGE_ANSWER_SECONDS = 5.0  # the longest a request may take while the database is down
 RECOVERY_SECONDS = 15.0
@@ -52,17 +52,6 @@ def own_postgres() -> Iterator[tuple[PostgresServer, str]]:
         with contextlib.suppress(subprocess.CalledProcessError):  # stopped already
             server.stop("immediate")
         server.remove()
-
-
-@pytest.fixture
-def daglo() -> Iterator[HoldingDaglo]:
-    fake = HoldingDaglo()
-    fake.steps = ["transcribing"]
-    fake.step_seconds = 1.0  # jobs stay at the vendor across the outage
-    fake.start()
-    yield fake
-    fake.released = True
-    fake.stop()
 
 
 def _assert_unavailable(call: Callable[[], httpx.Response]) -> None:
@@ -100,20 +89,17 @@ def test_postgres_restarted_mid_run_costs_503s_and_loses_nothing(
     own_postgres: tuple[PostgresServer, str],
     make_settings: Callable[..., Any],
     daglo: HoldingDaglo,
+    daglo_gateway: Callable[..., GatewayProcess],
     tmp_path: Path,
 ) -> None:
     server, database_url = own_postgres
-    port = free_port()
+    daglo.steps = ["transcribing"]
+    daglo.step_seconds = 1.0  # jobs stay at the vendor across the outage
     # An outage shorter than the lease: no task is claimed again while its first run
     # still holds a vendor's answer (a longer one ends such a job in doubt).
-    env = gateway_env(
-        make_settings(database_url, task_lease_seconds=15.0),
-        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-        DAGLO_API_KEY=daglo.api_key,
-        DAGLO_BASE_URL=daglo.base_url,
-    )
+    settings = make_settings(database_url, task_lease_seconds=15.0)
     client = create_client(database_url, "acme")
-    gateway = GatewayProcess(env, tmp_path / "gateway.log", port=port).start()
+    gateway = daglo_gateway(settings, tmp_path / "gateway.log").start()
     auth = {"Authorization": f"Bearer {client.api_key}"}
     daglo.hold = 1  # the vendor answers the first submit only once the database is down
     try:

@@ -9,7 +9,7 @@ killed while it waits, which is the submit ledger's open row, deterministically.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +26,9 @@ from tests.faults.support import (
     unique_wav,
     wait_until,
 )
-from tests.support.gateway import GatewayProcess, create_client, gateway_env
-from tests.support.postgres import free_port
+from tests.support.gateway import GatewayProcess, create_client
 from tests.support.receiver import WebhookReceiver
 from tests.support.vendor import wait_for_job
-
-
-@pytest.fixture
-def daglo() -> Iterator[HoldingDaglo]:
-    fake = HoldingDaglo()
-    fake.steps = []
-    fake.start()
-    yield fake
-    fake.released = True
-    fake.stop()
 
 
 @pytest.mark.parametrize("resubmit", [False, True], ids=["by-default", "resubmit-in-doubt"])
@@ -48,22 +37,19 @@ def test_a_submit_cut_off_by_kill_9_is_never_paid_twice(
     postgres_url: str,
     make_settings: Callable[..., Any],
     daglo: HoldingDaglo,
+    daglo_gateway: Callable[..., GatewayProcess],
     receiver: Callable[..., WebhookReceiver],
     processes: list[GatewayProcess],
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    env = gateway_env(
-        make_settings(postgres_url, task_lease_seconds=2.0),
-        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-        DAGLO_API_KEY=daglo.api_key,
-        DAGLO_BASE_URL=daglo.base_url,
-        WEBHOOK_RETRY_SCHEDULE=WEBHOOK_RETRY_SCHEDULE,
+    daglo.steps = []
+    settings = make_settings(postgres_url, task_lease_seconds=2.0)
+    first = daglo_gateway(
+        settings, tmp_path / "first.log", WEBHOOK_RETRY_SCHEDULE=WEBHOOK_RETRY_SCHEDULE
     )
     client = create_client(postgres_url, "acme")
     hook = receiver(client.webhook_secret)
     daglo.hold = 1
-    first = GatewayProcess(env, tmp_path / "first.log", port=port)
     processes.append(first.start())
     auth = {"Authorization": f"Bearer {client.api_key}"}
     with httpx.Client(base_url=first.base_url, headers=auth, timeout=30) as http:
@@ -75,7 +61,7 @@ def test_a_submit_cut_off_by_kill_9_is_never_paid_twice(
         daglo.released = True
         wait_until("the vendor took the job", lambda: len(daglo.jobs) == 1, 10)
 
-        second_env = env | {"RESUBMIT_IN_DOUBT": "true"} if resubmit else env
+        second_env = first.env | {"RESUBMIT_IN_DOUBT": "true"} if resubmit else first.env
         processes.append(restarted(first, tmp_path / "second.log", second_env))
         job = wait_for_job(http, job_id, timeout=30)
 

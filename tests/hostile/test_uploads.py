@@ -79,6 +79,18 @@ def _post_file(env: Env, path: str, audio: bytes, filename: str = "a.wav") -> ht
     )
 
 
+def _upload_head(env: Env, raw: RawClient, path: str, **framing: str) -> None:
+    """The head of an authorised multipart POST (boundary ``b``); ``framing`` gives its
+    Content_Length or Transfer_Encoding."""
+    raw.request_head(
+        "POST",
+        path,
+        Authorization=f"Bearer {env.api_key}",
+        Content_Type="multipart/form-data; boundary=b",
+        **framing,
+    )
+
+
 def _refusal(response: httpx.Response, status: int, *words: str) -> None:
     """A refusal in the route's own error shape: problem+json, or OpenAI's for /v1."""
     if response.request.url.path.startswith("/v1/"):
@@ -134,13 +146,7 @@ def test_a_pdf_named_wav_leaves_nothing_on_either_route(env):
 @pytest.mark.parametrize("length", ["10995116277760", "9" * 30])  # 10 TiB; more than any int64
 def test_an_absurd_declared_length_is_refused_before_any_byte(env, path, length):
     with env.raw(timeout=5) as raw:
-        raw.request_head(
-            "POST",
-            path,
-            Authorization=f"Bearer {env.api_key}",
-            Content_Type="multipart/form-data; boundary=b",
-            Content_Length=length,
-        )
+        _upload_head(env, raw, path, Content_Length=length)
         response = raw.response()  # no body byte was sent
     assert response.status in (400, 413), response
     assert response.seconds < 2
@@ -173,13 +179,7 @@ def test_an_endless_epilogue_is_cut_off_at_the_limit(env):
     form = multipart("b", ("file", wav()), ("provider", b"local"))
     junk = b"x" * 65536
     with env.raw() as raw:
-        raw.request_head(
-            "POST",
-            "/jobs",
-            Authorization=f"Bearer {env.api_key}",
-            Content_Type="multipart/form-data; boundary=b",
-            Transfer_Encoding="chunked",
-        )
+        _upload_head(env, raw, "/jobs", Transfer_Encoding="chunked")
         raw.send(b"%x\r\n%s\r\n" % (len(form), form))
         sent = len(form)
         while not select.select([raw.sock], [], [], 0)[0]:  # until the gateway answers
@@ -200,13 +200,7 @@ def _send_the_start_of(env: Env, path: str, body: bytes, start: int) -> tuple[di
     """Announce the whole body, send only its first ``start`` bytes, and read the answer:
     an answer then shows the gateway decided without reading (or holding) the rest."""
     with env.raw() as raw:
-        raw.request_head(
-            "POST",
-            path,
-            Authorization=f"Bearer {env.api_key}",
-            Content_Type="multipart/form-data; boundary=b",
-            Content_Length=str(len(body)),
-        )
+        _upload_head(env, raw, path, Content_Length=str(len(body)))
         raw.send(body[:start])
         response = raw.response()
     return {"status": response.status, **response.json()}, response.seconds
@@ -313,13 +307,7 @@ def _stall(env: Env, path: str, sent: bytes, length: int) -> tuple[int, dict, fl
     """Send the head and the start of a body, then nothing: the gateway's answer, how long
     it took, and whether it closed the connection after it."""
     with env.raw() as raw:
-        raw.request_head(
-            "POST",
-            path,
-            Authorization=f"Bearer {env.api_key}",
-            Content_Type="multipart/form-data; boundary=b",
-            Content_Length=str(length),
-        )
+        _upload_head(env, raw, path, Content_Length=str(length))
         raw.send(sent)
         response = raw.response()
         closed = raw.closed_by_server()
@@ -346,13 +334,7 @@ def test_a_body_that_never_starts_is_dropped_too(env):
 
 def test_others_are_served_while_a_client_stalls(env):
     with env.raw() as slow:
-        slow.request_head(
-            "POST",
-            "/jobs",
-            Authorization=f"Bearer {env.api_key}",
-            Content_Type="multipart/form-data; boundary=b",
-            Content_Length="40000",
-        )
+        _upload_head(env, slow, "/jobs", Content_Length="40000")
         slow.send(multipart("b", ("file", wav(1.0)))[:10_000])
         time.sleep(0.2)  # the slow upload is in the gateway's hands
         began = time.monotonic()

@@ -26,19 +26,6 @@ FAST_RETRIES = {"webhook_retry_schedule": [0.3, 0.3, 0.3], "webhook_timeout_seco
 
 
 @pytest.fixture
-def receiver():
-    receivers: list[WebhookReceiver] = []
-
-    def start(*secrets: str) -> WebhookReceiver:
-        receivers.append(WebhookReceiver(*secrets).start())
-        return receivers[-1]
-
-    yield start
-    for started in receivers:
-        started.stop()
-
-
-@pytest.fixture
 def gateway(monkeypatch, postgres_url, make_settings, start_gateway):
     """A gateway whose "scripted" provider completes a job at once."""
     ScriptedProvider.reset()
@@ -73,6 +60,16 @@ def _wait_settled(http: httpx.Client, job_id: str, timeout: float = 20) -> dict:
         if delivery["status"] != "pending" or time.monotonic() > deadline:
             return delivery
         time.sleep(0.1)
+
+
+def _refused_with_410(http: httpx.Client, hook: WebhookReceiver) -> tuple[dict, dict]:
+    """A completed job whose webhook the receiver refused with a 410 (gone): the job and
+    its delivery, failed."""
+    hook.answers.append(410)
+    job = _completed_job(http, hook.url)
+    delivery = _wait_settled(http, job["id"])
+    assert delivery["status"] == "failed"
+    return job, delivery
 
 
 def test_a_completed_job_is_delivered_signed(gateway, receiver):
@@ -113,11 +110,8 @@ def test_two_500s_then_200_is_one_event_in_three_attempts(gateway, receiver):
 def test_410_stops_the_retries(gateway, receiver):
     gw, client = gateway()
     hook = receiver(client.webhook_secret)
-    hook.answers.append(410)
     with gw.client(client.api_key) as http:
-        job = _completed_job(http, hook.url)
-        delivery = _wait_settled(http, job["id"])
-        assert delivery["status"] == "failed"
+        _, delivery = _refused_with_410(http, hook)
         assert [a["status_code"] for a in delivery["attempts"]] == [410]
         time.sleep(1.0)  # longer than the whole test schedule
         assert len(hook.received) == 1
@@ -163,11 +157,8 @@ def test_retry_after_on_429_is_honoured(gateway, receiver):
 def test_a_failed_delivery_can_be_sent_again(gateway, receiver):
     gw, client = gateway()
     hook = receiver(client.webhook_secret)
-    hook.answers.append(410)
     with gw.client(client.api_key) as http:
-        job = _completed_job(http, hook.url)
-        delivery = _wait_settled(http, job["id"])
-        assert delivery["status"] == "failed"
+        job, delivery = _refused_with_410(http, hook)
         again = http.post(f"/jobs/{job['id']}/deliveries/{delivery['id']}/retry")
         assert again.status_code == 202 and again.json()["status"] == "pending"
         hook.wait_for(2)

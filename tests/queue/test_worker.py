@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -47,14 +49,20 @@ def setup(sessions, database_url, tmp_path):
     return sessions, lambda **kw: gateway_settings(database_url, tmp_path, **kw)
 
 
-async def _run_until(worker: Worker, event: asyncio.Event, seconds: float) -> None:
+@contextlib.asynccontextmanager
+async def _running(worker: Worker) -> AsyncIterator[None]:
     runner = asyncio.create_task(worker.run())
     try:
-        await asyncio.wait_for(event.wait(), seconds)
+        yield
     finally:
         await worker.stop()
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+
+
+async def _run_until(worker: Worker, event: asyncio.Event, seconds: float) -> None:
+    async with _running(worker):
+        await asyncio.wait_for(event.wait(), seconds)
 
 
 async def _enqueue(factory, hub) -> None:
@@ -162,16 +170,11 @@ async def test_a_task_scheduled_for_later_runs_when_due_not_at_the_next_poll(set
     hub = EventHub()
     recorder = Recorder(factory, hub, failures=0)
     worker = Worker(factory, hub, {"test": recorder}, settings(worker_poll_seconds=60))
-    runner = asyncio.create_task(worker.run())
-    try:
+    async with _running(worker):
         await asyncio.sleep(0.2)  # the worker has found nothing and sleeps for its poll
         scheduled = time.monotonic()
         await _enqueue_at(factory, hub, 1.0)
         await asyncio.wait_for(recorder.done.wait(), 10)
-    finally:
-        await worker.stop()
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
     [(ran, _)] = recorder.runs
     assert 0.9 <= ran - scheduled < 3  # not before it is due, and not 60 s later
 
@@ -182,15 +185,10 @@ async def test_a_sooner_task_shortens_the_sleep_until_a_later_one(setup):
     recorder = Recorder(factory, hub, failures=0)
     worker = Worker(factory, hub, {"test": recorder}, settings(worker_poll_seconds=60))
     await _enqueue_at(factory, hub, 30.0)  # the worker will sleep until this one
-    runner = asyncio.create_task(worker.run())
-    try:
+    async with _running(worker):
         await asyncio.sleep(0.2)
         scheduled = time.monotonic()
         await _enqueue_at(factory, hub, 0.5)
         await asyncio.wait_for(recorder.done.wait(), 10)
-    finally:
-        await worker.stop()
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
     [(ran, _)] = recorder.runs
     assert 0.4 <= ran - scheduled < 3

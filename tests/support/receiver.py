@@ -85,3 +85,18 @@ class WebhookReceiver:
             assert time.monotonic() < deadline, f"{len(self.received)} of {count} deliveries came"
             time.sleep(0.05)
         return self.received
+
+
+class Receivers:
+    """The webhook receivers one test starts, all stopped at its end."""
+
+    def __init__(self) -> None:
+        self._started: list[WebhookReceiver] = []
+
+    def start(self, *secrets: str) -> WebhookReceiver:
+        self._started.append(WebhookReceiver(*secrets).start())
+        return self._started[-1]
+
+    def stop_all(self) -> None:
+        for receiver in self._started:
+            receiver.stop()

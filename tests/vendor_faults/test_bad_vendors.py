@@ -72,16 +72,22 @@ def create(client: httpx.Client, provider: str = "openai", **fields: Any) -> dic
     return job
 
 
+def one_job(start: Start, **settings: Any) -> tuple[dict[str, Any], float]:
+    """Start a gateway with ``settings`` and give the bad vendor one job: the job once
+    terminal, and the seconds from its creation to then."""
+    gateway, key = start(**settings)
+    with gateway.client(key) as client:
+        began = time.monotonic()
+        done = wait_for_job(client, create(client)["id"], timeout=20)
+        return done, time.monotonic() - began
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
 def test_an_error_answer_for_minutes_is_retried_until_the_deadline(
     start: Start, bad: BadUpstream, status: int
 ) -> None:
     bad.mode, bad.status = "status", status
-    gateway, key = start()
-    with gateway.client(key) as client:
-        began = time.monotonic()
-        done = wait_for_job(client, create(client)["id"], timeout=20)
-        took = time.monotonic() - began
+    done, took = one_job(start)
     assert done["status"] == "failed"
     assert done["error"]["code"] == "deadline_exceeded"
     assert done["error"]["retryable"] is True
@@ -95,11 +101,7 @@ def test_an_error_answer_for_minutes_is_retried_until_the_deadline(
 
 def test_a_vendor_that_hangs_is_cut_off_at_the_deadline(start: Start, bad: BadUpstream) -> None:
     bad.mode = "hang"
-    gateway, key = start()
-    with gateway.client(key) as client:
-        began = time.monotonic()
-        done = wait_for_job(client, create(client)["id"], timeout=20)
-        took = time.monotonic() - began
+    done, took = one_job(start)
     assert done["status"] == "failed"
     assert done["error"]["code"] == "deadline_exceeded"
     assert "did not answer before the job's deadline" in done["error"]["message"]
@@ -112,9 +114,7 @@ def test_a_malformed_answer_fails_the_job_with_a_clear_error(
     start: Start, bad: BadUpstream, mode: str
 ) -> None:
     bad.mode = mode
-    gateway, key = start()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"], timeout=20)
+    done, _ = one_job(start)
     assert done["status"] == "failed"
     assert done["error"]["code"] in {"deadline_exceeded", "provider_error", "invalid_response"}
     assert done["error"]["message"]
@@ -137,9 +137,7 @@ def test_a_vendor_that_recovers_within_the_deadline_completes_the_job(
 ) -> None:
     bad.mode, bad.status = "status", 503
     threading.Timer(1.0, lambda: setattr(bad, "mode", "ok")).start()
-    gateway, key = start(PROVIDER_DEADLINE_SECONDS=10)
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"], timeout=20)
+    done, _ = one_job(start, PROVIDER_DEADLINE_SECONDS=10)
     assert done["status"] == "completed", done
     assert bad.calls_made >= 2
 
@@ -148,11 +146,7 @@ def test_a_retry_after_past_the_deadline_ends_at_once_without_calling_early(
     start: Start, bad: BadUpstream
 ) -> None:
     bad.mode, bad.status, bad.headers = "status", 429, {"Retry-After": "60"}
-    gateway, key = start()
-    with gateway.client(key) as client:
-        began = time.monotonic()
-        done = wait_for_job(client, create(client)["id"], timeout=20)
-        took = time.monotonic() - began
+    done, took = one_job(start)
     assert done["status"] == "failed"
     assert done["error"]["code"] == "deadline_exceeded"
     assert took < 2.5  # did not sit out the deadline
@@ -246,11 +240,9 @@ def test_without_a_fallback_an_open_circuit_waits_and_counts_no_attempt(
     start: Start, bad: BadUpstream
 ) -> None:
     bad.mode, bad.status = "status", 503
-    gateway, key = start(
-        PROVIDER_DEADLINE_SECONDS=3, BREAKER_FAILURE_THRESHOLD=2, BREAKER_OPEN_SECONDS=60
+    done, _ = one_job(
+        start, PROVIDER_DEADLINE_SECONDS=3, BREAKER_FAILURE_THRESHOLD=2, BREAKER_OPEN_SECONDS=60
     )
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"], timeout=20)
     assert done["status"] == "failed"
     assert done["error"]["code"] == "provider_unavailable"
     assert "circuit breaker" in done["error"]["message"]
