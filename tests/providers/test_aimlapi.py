@@ -35,8 +35,8 @@ from app.providers.base import (
 )
 from app.providers.registry import ProviderRegistry
 from app.transcripts import Segment, Word
+from tests.providers.helpers import recorded, stored_upload, submit_request_for
 
-PAYLOADS = Path(__file__).parent / "payloads" / "aimlapi"
 KEY = "sk-aiml-secret-4711"
 SAMPLE = (
     "He doesn't belong to you, and I don't see how you have anything to do with what is be "
@@ -45,7 +45,7 @@ SAMPLE = (
 
 
 def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((PAYLOADS / f"{name}.json").read_text())
+    data: dict[str, Any] = recorded("aimlapi", f"{name}.json")
     return data
 
 
@@ -419,19 +419,9 @@ def request(
     language: str | None = None,
     **options: Any,
 ) -> SubmitRequest:
-    audio = None
-    if tmp_path is not None:
-        audio = tmp_path / "speech.wav"
-        audio.write_bytes(b"RIFF fake wav bytes")
-    return SubmitRequest(
-        job_id="job_1",
-        audio_path=audio,
-        audio_format="wav" if audio else None,
-        filename="speech.wav" if audio else None,
-        content_type="audio/wav" if audio else None,
-        source_url=source_url,
-        language=language,
-        options=AimlApiOptions(**options),
+    audio = stored_upload(tmp_path, "speech.wav", b"RIFF fake wav bytes")
+    return submit_request_for(
+        audio, source_url=source_url, language=language, options=AimlApiOptions(**options)
     )
 
 

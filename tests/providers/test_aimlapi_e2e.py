@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -15,11 +13,8 @@ import pytest
 from tests.api.helpers import assert_problem, upload
 from tests.conftest import SPEECH_WAV
 from tests.fakes.aimlapi import FakeAimlApi, load
-from tests.support.gateway import ThreadedGateway
-from tests.support.static_server import StaticServer
-from tests.support.vendor import wait_for_job
-
-Start = Callable[..., tuple[ThreadedGateway, str]]
+from tests.providers import helpers
+from tests.providers.helpers import Start
 
 SAMPLE = (
     "He doesn't belong to you, and I don't see how you have anything to do with what is be "
@@ -27,46 +22,27 @@ SAMPLE = (
 )
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeAimlApi]:
-    with FakeAimlApi() as vendor:
-        yield vendor
+fake = helpers.fake_vendor_fixture(FakeAimlApi)
 
 
 @pytest.fixture
 def aimlapi(vendor_gateway: Start, fake: FakeAimlApi) -> Start:
-    def start(public: bool = True, **settings: object) -> tuple[ThreadedGateway, str]:
-        settings.setdefault("AIMLAPI_API_KEY", fake.api_key)
-        return vendor_gateway(public=public, AIMLAPI_BASE_URL=fake.base_url, **settings)
-
-    return start
-
-
-def create(client: httpx.Client, language: str | None = None, **options: Any) -> dict[str, Any]:
-    fields = {"provider": "aimlapi", "options": json.dumps(options)}
-    if language:
-        fields["language"] = language
-    created = upload(client, SPEECH_WAV, **fields)
-    assert created.status_code == 202, created.text
-    job: dict[str, Any] = created.json()
-    return job
-
-
-def status_times(fake: FakeAimlApi) -> list[float]:
-    return [t for operation, t in fake.times if operation == "status"]
+    return helpers.gateway_starter(
+        vendor_gateway, AIMLAPI_BASE_URL=fake.base_url, AIMLAPI_API_KEY=fake.api_key
+    )
 
 
 def test_upload_is_transcribed_and_normalised(aimlapi: Start, fake: FakeAimlApi):
     fake.answer.steps = 2  # queued, generating, then completed
     gateway, key = aimlapi()
     with gateway.client(key) as client:
-        job = create(client, language="en-US", punctuate=True, smart_format=True, diarize=True)
-        done = wait_for_job(client, job["id"])
+        options = {"punctuate": True, "smart_format": True, "diarize": True}
+        done = helpers.finished_job(client, "aimlapi", language="en-US", options=options)
         assert done["status"] == "completed", done
         assert done["provider_status"] == "completed"
         assert done["provider_job_id"] in fake.jobs
-        transcript = client.get(f"/jobs/{job['id']}/transcript").json()
-        srt = client.get(f"/jobs/{job['id']}/transcript", params={"format": "srt"}).text
+        transcript = client.get(f"/jobs/{done['id']}/transcript").json()
+        srt = client.get(f"/jobs/{done['id']}/transcript", params={"format": "srt"}).text
 
     assert transcript == {
         "text": SAMPLE,
@@ -103,24 +79,14 @@ def test_upload_is_transcribed_and_normalised(aimlapi: Start, fake: FakeAimlApi)
 
 def test_source_url_is_sent_as_json_for_the_vendor_to_fetch(aimlapi: Start, fake: FakeAimlApi):
     fake.shape = "openai"
-    audio = StaticServer(SPEECH_WAV.read_bytes())
-    try:
+    options = {"model": "openai/gpt-4o-transcribe", "prompt": "A play."}
+    with helpers.serving() as audio:
         gateway, key = aimlapi()
         with gateway.client(key) as client:
-            created = client.post(
-                "/jobs",
-                json={
-                    "source_url": audio.url,
-                    "provider": "aimlapi",
-                    "language": "en-US",
-                    "options": {"model": "openai/gpt-4o-transcribe", "prompt": "A play."},
-                },
+            done = helpers.finished_job(
+                client, "aimlapi", source_url=audio.url, language="en-US", options=options
             )
-            assert created.status_code == 202, created.text
-            done = wait_for_job(client, created.json()["id"])
             transcript = client.get(f"/jobs/{done['id']}/transcript").json()
-    finally:
-        audio.close()
     assert done["status"] == "completed", done
     assert audio.requests == 0  # the vendor fetches the URL, not the gateway
     (submitted,) = fake.calls("submit")
@@ -136,9 +102,7 @@ def test_source_url_is_sent_as_json_for_the_vendor_to_fetch(aimlapi: Start, fake
 
 def test_an_openai_model_gets_the_upload_in_the_file_part(aimlapi: Start, fake: FakeAimlApi):
     fake.shape = "openai"
-    gateway, key = aimlapi()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client, model="openai/gpt-4o-mini-transcribe")["id"])
+    done = helpers.run_job(aimlapi(), "aimlapi", options={"model": "openai/gpt-4o-mini-transcribe"})
     assert done["status"] == "completed", done
     (submitted,) = fake.calls("submit")
     assert submitted.form["file"] == SPEECH_WAV.read_bytes()
@@ -149,9 +113,9 @@ def test_an_assemblyai_model_gets_language_code(aimlapi: Start, fake: FakeAimlAp
     fake.shape = "assemblyai"
     gateway, key = aimlapi()
     with gateway.client(key) as client:
-        job = create(client, language="en-GB", model="aai/slam-1", speaker_labels=True)
-        done = wait_for_job(client, job["id"])
-        transcript = client.get(f"/jobs/{job['id']}/transcript").json()
+        options = {"model": "aai/slam-1", "speaker_labels": True}
+        done = helpers.finished_job(client, "aimlapi", language="en-GB", options=options)
+        transcript = client.get(f"/jobs/{done['id']}/transcript").json()
     assert done["status"] == "completed", done
     (submitted,) = fake.calls("submit")
     assert submitted.form["language_code"] == "en_uk"
@@ -185,7 +149,7 @@ def test_every_documented_answer_variant_ends_completed(
     fake.create_status = vocabulary == "spec"
     gateway, key = aimlapi(public=False)  # no PUBLIC_BASE_URL: polling is all there is
     with gateway.client(key) as client:
-        job = create(client)
+        job = helpers.create_job(client, "aimlapi")
         seen_in_progress: set[str] = set()
         deadline = time.monotonic() + 60
         while (current := client.get(f"/jobs/{job['id']}").json())["status"] not in (
@@ -208,9 +172,7 @@ def test_every_documented_answer_variant_ends_completed(
 
 def test_a_500_on_submit_is_retried(aimlapi: Start, fake: FakeAimlApi):
     fake.fail("submit", 500, body={"message": "Internal server error", "statusCode": 500})
-    gateway, key = aimlapi()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(aimlapi(), "aimlapi")
     assert done["status"] == "completed", done
     assert len(fake.calls("submit")) == 2
     assert len(fake.jobs) == 1
@@ -218,27 +180,21 @@ def test_a_500_on_submit_is_retried(aimlapi: Start, fake: FakeAimlApi):
 
 def test_a_504_generation_timeout_on_status_is_retried(aimlapi: Start, fake: FakeAimlApi):
     fake.fail("status", 504, body=load("error_504"))
-    gateway, key = aimlapi()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(aimlapi(), "aimlapi")
     assert done["status"] == "completed", done
     assert len(fake.calls("status")) == 3  # the 504, one in progress, the result
 
 
 def test_429_retry_after_is_honoured(aimlapi: Start, fake: FakeAimlApi):
     fake.fail("status", 429, headers={"Retry-After": "2"}, body=load("error_429"))
-    gateway, key = aimlapi()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(aimlapi(), "aimlapi")
     assert done["status"] == "completed", done
-    first, second = status_times(fake)[:2]
+    first, second = helpers.call_times(fake, "status")[:2]
     assert second - first >= 2.0
 
 
 def test_refused_input_fails_the_job_with_the_vendors_detail(aimlapi: Start, fake: FakeAimlApi):
-    gateway, key = aimlapi()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client, model="nova-9")["id"])
+    done = helpers.run_job(aimlapi(), "aimlapi", options={"model": "nova-9"})
     assert done["status"] == "failed", done
     assert done["error"]["code"] == "invalid_request"
     assert done["error"]["retryable"] is False
@@ -253,9 +209,7 @@ def test_refused_input_fails_the_job_with_the_vendors_detail(aimlapi: Start, fak
 
 def test_out_of_credits_fails_the_job_as_a_quota_problem(aimlapi: Start, fake: FakeAimlApi):
     fake.fail("submit", 403, body=load("error_403_credits"))
-    gateway, key = aimlapi()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(aimlapi(), "aimlapi")
     assert done["status"] == "failed", done
     assert done["error"]["code"] == "provider_quota"
     assert done["error"]["provider_detail"]["body"]["message"].startswith("You've run out")
@@ -267,9 +221,8 @@ def test_vendor_side_failure_fails_the_job(aimlapi: Start, fake: FakeAimlApi, vo
     fake.fail_jobs = {"name": "TranscriptionError", "message": "Audio could not be decoded"}
     gateway, key = aimlapi()
     with gateway.client(key) as client:
-        job = create(client)
-        done = wait_for_job(client, job["id"])
-        transcript = client.get(f"/jobs/{job['id']}/transcript")
+        done = helpers.finished_job(client, "aimlapi")
+        transcript = client.get(f"/jobs/{done['id']}/transcript")
     assert done["status"] == "failed", done
     failure_word = {"spec": "error", "readme": "failed"}[vocabulary]
     assert done["provider_status"] == failure_word
@@ -282,9 +235,7 @@ def test_vendor_side_failure_fails_the_job(aimlapi: Start, fake: FakeAimlApi, vo
 
 
 def test_a_wrong_key_fails_the_job_without_showing_the_key(aimlapi: Start, fake: FakeAimlApi):
-    gateway, key = aimlapi(AIMLAPI_API_KEY="not-the-key-4711")
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(aimlapi(AIMLAPI_API_KEY="not-the-key-4711"), "aimlapi")
     assert done["status"] == "failed", done
     assert done["error"]["code"] == "provider_auth"
     assert done["error"]["provider_detail"]["body"]["statusCode"] == 401
@@ -296,21 +247,20 @@ def test_no_callback_is_asked_for_and_a_forged_one_changes_nothing(
 ):
     gateway, key = aimlapi()  # PUBLIC_BASE_URL is set, yet AIML API takes no webhook
     with gateway.client(key) as client:
-        job = create(client)
-        done = wait_for_job(client, job["id"])
+        done = helpers.finished_job(client, "aimlapi")
         assert done["status"] == "completed", done
         statuses = len(fake.calls("status"))
 
         forged = httpx.post(
-            f"{gateway.base_url}/callbacks/aimlapi/{job['id']}",
+            f"{gateway.base_url}/callbacks/aimlapi/{done['id']}",
             params={"expires": str(int(time.time()) + 3600), "sig": "forged"},
             json={"generation_id": done["provider_job_id"], "status": "error"},
         )
         assert_problem(forged, 404)
-        unsigned = httpx.post(f"{gateway.base_url}/callbacks/aimlapi/{job['id']}", json={})
+        unsigned = httpx.post(f"{gateway.base_url}/callbacks/aimlapi/{done['id']}", json={})
         assert_problem(unsigned, 404)
         time.sleep(0.5)
-        after = client.get(f"/jobs/{job['id']}").json()
+        after = client.get(f"/jobs/{done['id']}").json()
     assert after == done  # still completed, updated_at unchanged
     assert len(fake.calls("status")) == statuses
     (submitted,) = fake.calls("submit")

@@ -33,40 +33,23 @@ from app.providers.daglo import (
     seconds,
     update_from_status,
 )
+from tests.providers.helpers import recorded, stored_upload, submit_request_for
 
-PAYLOADS = Path(__file__).parent / "payloads" / "daglo"
 KEY = "daglo-secret-token"
 BASE = "https://daglo.test"
 RID = "12345678-abcd-efgh-1234-abcdefghijkl"
 
 
 def payload(name: str) -> Any:
-    return json.loads((PAYLOADS / name).read_text())
+    return recorded("daglo", name)
 
 
 def submit_request(
-    tmp_path: Path | None = None,
-    *,
-    source_url: str | None = None,
-    language: str | None = None,
-    options: dict[str, Any] | None = None,
-    callback_url: str | None = None,
+    tmp_path: Path | None = None, *, options: dict[str, Any] | None = None, **fields: Any
 ) -> SubmitRequest:
-    audio = None
-    if tmp_path is not None:
-        audio = tmp_path / "hello.wav"
-        audio.write_bytes(b"RIFF....WAVEfmt fake audio")
-    return SubmitRequest(
-        job_id="job_1",
-        audio_path=audio,
-        audio_format="wav" if audio else None,
-        filename="hello.wav" if audio else None,
-        content_type="audio/wav" if audio else None,
-        source_url=source_url,
-        language=language,
-        options=DagloOptions.model_validate(options or {}),
-        callback_url=callback_url,
-    )
+    """An upload written in ``tmp_path`` (no audio without it), with Daglo's ``options``."""
+    audio = stored_upload(tmp_path, "hello.wav", b"RIFF....WAVEfmt fake audio")
+    return submit_request_for(audio, options=DagloOptions.model_validate(options or {}), **fields)
 
 
 def options_of(request: SubmitRequest) -> DagloOptions:

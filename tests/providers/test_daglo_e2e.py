@@ -4,46 +4,26 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 
-from tests.api.helpers import upload
 from tests.conftest import SPEECH_WAV
 from tests.fakes.daglo import FakeDaglo
-from tests.support.gateway import ThreadedGateway
-from tests.support.static_server import StaticServer
+from tests.providers import helpers
+from tests.providers.helpers import Start
 from tests.support.vendor import Recorded, wait_for_job
 
-Start = Callable[..., tuple[ThreadedGateway, str]]
+fake = helpers.fake_vendor_fixture(FakeDaglo)
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeDaglo]:
-    with FakeDaglo() as daglo:
-        yield daglo
-
-
-@pytest.fixture
-def start(vendor_gateway: Callable[..., tuple[ThreadedGateway, str]], fake: FakeDaglo) -> Start:
-    def start_gateway(**settings: Any) -> tuple[ThreadedGateway, str]:
-        settings.setdefault("DAGLO_API_KEY", fake.api_key)
-        return vendor_gateway(DAGLO_BASE_URL=fake.base_url, **settings)
-
-    return start_gateway
-
-
-def create(client: httpx.Client, **fields: Any) -> dict[str, Any]:
-    for name in ("options", "metadata"):
-        if name in fields:
-            fields[name] = json.dumps(fields[name])
-    response = upload(client, provider="daglo", **fields)
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
+def start(vendor_gateway: Start, fake: FakeDaglo) -> Start:
+    return helpers.gateway_starter(
+        vendor_gateway, DAGLO_BASE_URL=fake.base_url, DAGLO_API_KEY=fake.api_key
+    )
 
 
 def config(call: Recorded) -> dict[str, Any]:
@@ -58,17 +38,6 @@ def callback_url(fake: FakeDaglo) -> str:
     return url
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
-def status_times(fake: FakeDaglo) -> list[float]:
-    return [t for op, t in fake.times if op == "status"]
-
-
 def test_an_upload_completes_with_words_times_and_speakers(start: Start, fake: FakeDaglo) -> None:
     gateway, key = start()
     options = {
@@ -76,14 +45,13 @@ def test_an_upload_completes_with_words_times_and_speakers(start: Start, fake: F
         "nlpConfig": {"keywordExtraction": {"enable": True, "maxCount": 1}},
     }
     with gateway.client(key) as client:
-        job = create(client, language="ko", options=options)
-        done = wait_for_job(client, job["id"])
+        done = helpers.finished_job(client, "daglo", language="ko", options=options)
         assert done["status"] == "completed", done
         assert done["provider_status"] == "transcribed"
         assert done["provider_job_id"] in fake.jobs
         assert done["options"] == options
-        transcript = client.get(f"/jobs/{job['id']}/transcript").json()
-        srt = client.get(f"/jobs/{job['id']}/transcript", params={"format": "srt"}).text
+        transcript = client.get(f"/jobs/{done['id']}/transcript").json()
+        srt = client.get(f"/jobs/{done['id']}/transcript", params={"format": "srt"}).text
 
     assert transcript["provider"] == "daglo" and transcript["language"] == "ko-KR"
     assert transcript["duration"] is None
@@ -114,7 +82,7 @@ def test_an_upload_completes_with_words_times_and_speakers(start: Start, fake: F
 
     # The callback link was given, and Daglo's progress and final POSTs reached it.
     url = sent["callback"]["url"]
-    assert url.startswith(f"{gateway.base_url}/callbacks/daglo/{job['id']}?")
+    assert url.startswith(f"{gateway.base_url}/callbacks/daglo/{done['id']}?")
     assert len(fake.callbacks_sent) == len(fake.steps) + 1
     assert fake.callbacks_sent[-1] == (url, 204)
     # The raw payload is kept: the keywords Daglo extracted are there.
@@ -122,21 +90,13 @@ def test_an_upload_completes_with_words_times_and_speakers(start: Start, fake: F
 
 
 def test_a_source_url_is_sent_as_json_for_daglo_to_fetch(start: Start, fake: FakeDaglo) -> None:
-    audio = StaticServer(SPEECH_WAV.read_bytes())
-    try:
+    options = {"sttConfig": {"multiChannel": {"channelCount": 2}}}
+    with helpers.serving() as audio:
         gateway, key = start()
         with gateway.client(key) as client:
-            created = client.post(
-                "/jobs",
-                json={
-                    "source_url": audio.url,
-                    "provider": "daglo",
-                    "language": "en-US",
-                    "options": {"sttConfig": {"multiChannel": {"channelCount": 2}}},
-                },
+            done = helpers.finished_job(
+                client, "daglo", source_url=audio.url, language="en-US", options=options
             )
-            assert created.status_code == 202, created.text
-            done = wait_for_job(client, created.json()["id"])
             assert done["status"] == "completed", done
             transcript = client.get(f"/jobs/{done['id']}/transcript").json()
         [submit] = fake.calls("submit")
@@ -151,16 +111,12 @@ def test_a_source_url_is_sent_as_json_for_daglo_to_fetch(start: Start, fake: Fak
         assert fake.jobs[done["provider_job_id"]].audio == SPEECH_WAV.read_bytes()
         assert {s["channel"] for s in transcript["segments"]} == {0, 1}
         assert len(transcript["text"].splitlines()) == 2
-    finally:
-        audio.close()
 
 
 def test_without_a_public_url_no_callback_is_asked_and_polling_completes(
     start: Start, fake: FakeDaglo
 ) -> None:
-    gateway, key = start(public=False)
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(start(public=False), "daglo")
     assert done["status"] == "completed", done
     assert "callback" not in config(fake.calls("submit")[0])
     assert fake.callbacks_sent == []
@@ -168,9 +124,7 @@ def test_without_a_public_url_no_callback_is_asked_and_polling_completes(
 
 def test_with_callbacks_lost_the_job_completes_by_polling(start: Start, fake: FakeDaglo) -> None:
     fake.callbacks_enabled = False
-    gateway, key = start()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(start(), "daglo")
     assert done["status"] == "completed", done
     assert "callback" in config(fake.calls("submit")[0])
     assert fake.callbacks_sent == []
@@ -179,9 +133,7 @@ def test_with_callbacks_lost_the_job_completes_by_polling(start: Start, fake: Fa
 
 def test_a_500_on_submit_is_retried(start: Start, fake: FakeDaglo) -> None:
     fake.fail("submit", 500, body={"error": "Internal Server Error."})
-    gateway, key = start()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(start(), "daglo")
     assert done["status"] == "completed", done
     assert len(fake.calls("submit")) == 2
     assert len(fake.jobs) == 1
@@ -192,11 +144,9 @@ def test_a_429_is_retried_no_sooner_than_retry_after(start: Start, fake: FakeDag
     # test shows a callback does not shorten the wait either).
     fake.callbacks_enabled = False
     fake.fail("status", 429, headers={"Retry-After": "2"}, body={"error": "Too Many Requests."})
-    gateway, key = start()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(start(), "daglo")
     assert done["status"] == "completed", done
-    first, second = status_times(fake)[:2]
+    first, second = helpers.call_times(fake, "status")[:2]
     assert second - first >= 2.0
 
 
@@ -205,12 +155,12 @@ def test_a_callback_does_not_cut_a_retry_after_short(start: Start, fake: FakeDag
     fake.fail("status", 429, headers={"Retry-After": "3"}, body={"error": "Too Many Requests."})
     gateway, key = start()
     with gateway.client(key) as client:
-        job = create(client)
-        wait_until(lambda: len(fake.calls("status")) == 1)
+        job = helpers.create_job(client, "daglo")
+        helpers.wait_until(lambda: len(fake.calls("status")) == 1)
         time.sleep(0.3)  # the worker reschedules the 429'd poll
         assert httpx.post(callback_url(fake), json={"status": "transcribed"}).status_code == 204
         assert wait_for_job(client, job["id"])["status"] == "completed"
-    first, second = status_times(fake)[:2]
+    first, second = helpers.call_times(fake, "status")[:2]
     assert second - first >= 3.0
 
 
@@ -228,9 +178,7 @@ def test_a_refused_input_fails_with_daglos_detail(
         fake.fail("submit", status, body={"error": error})
     else:
         fake.max_file_bytes = 100
-    gateway, key = start()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(start(), "daglo")
     assert done["status"] == "failed", done
     assert done["error"]["code"] == code and done["error"]["retryable"] is False
     assert done["error"]["provider_detail"] == {"status_code": status, "body": {"error": error}}
@@ -239,9 +187,7 @@ def test_a_refused_input_fails_with_daglos_detail(
 
 
 def test_a_wrong_token_fails_the_job_as_an_auth_problem(start: Start, fake: FakeDaglo) -> None:
-    gateway, key = start(DAGLO_API_KEY="not-the-token")
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(start(DAGLO_API_KEY="not-the-token"), "daglo")
     assert done["status"] == "failed"
     assert done["error"]["code"] == "provider_auth"
     assert done["error"]["provider_detail"]["body"] == {"error": "Unauthorized."}
@@ -258,7 +204,7 @@ def test_a_failure_at_daglo_fails_the_job_with_a_clear_code(
     fake.outcome = outcome
     gateway, key = start()
     with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+        done = helpers.finished_job(client, "daglo")
         transcript = client.get(f"/jobs/{done['id']}/transcript")
     assert done["status"] == "failed" and done["provider_status"] == outcome
     assert done["error"]["code"] == code and done["error"]["retryable"] is retryable
@@ -268,23 +214,17 @@ def test_a_failure_at_daglo_fails_the_job_with_a_clear_code(
 
 
 def test_a_source_url_daglo_cannot_read_ends_in_input_error(start: Start, fake: FakeDaglo) -> None:
-    missing = StaticServer(b"gone", content_type="text/plain", status=404)
-    try:
-        gateway, key = start()
-        with gateway.client(key) as client:
-            created = client.post("/jobs", json={"source_url": missing.url, "provider": "daglo"})
-            done = wait_for_job(client, created.json()["id"])
-        assert done["status"] == "failed" and done["provider_status"] == "input_error"
-        assert done["error"]["code"] == "invalid_request"
-    finally:
-        missing.close()
+    with helpers.serving(b"gone", content_type="text/plain", status=404) as missing:
+        done = helpers.run_job(start(), "daglo", source_url=missing.url)
+    assert done["status"] == "failed" and done["provider_status"] == "input_error"
+    assert done["error"]["code"] == "invalid_request"
 
 
 def test_an_empty_result_completes_with_an_empty_transcript(start: Start, fake: FakeDaglo) -> None:
     fake.outcome = "empty"
     gateway, key = start()
     with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+        done = helpers.finished_job(client, "daglo")
         transcript = client.get(f"/jobs/{done['id']}/transcript").json()
     assert done["status"] == "completed", done
     assert transcript["text"] == "" and transcript["segments"] == []
@@ -295,7 +235,7 @@ def test_a_duplicate_callback_after_completion_changes_nothing(
 ) -> None:
     gateway, key = start()
     with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+        done = helpers.finished_job(client, "daglo")
         assert done["status"] == "completed"
         polls = len(fake.calls("status"))
         final = {"status": "transcribed", "sttResults": fake.jobs[done["provider_job_id"]].results}
@@ -314,8 +254,8 @@ def test_a_forged_callback_is_a_404_and_costs_no_status_call(start: Start, fake:
     fake.step_seconds = 30  # the job stays processing
     gateway, key = start()
     with gateway.client(key) as client:
-        job = create(client)
-        wait_until(lambda: len(fake.calls("status")) >= 1)
+        job = helpers.create_job(client, "daglo")
+        helpers.wait_until(lambda: len(fake.calls("status")) >= 1)
         url = callback_url(fake)
         parts = urlsplit(url)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
@@ -326,7 +266,7 @@ def test_a_forged_callback_is_a_404_and_costs_no_status_call(start: Start, fake:
             f"{base}{parts.path}",
             f"{base}/callbacks/klangio/{job['id']}?{parts.query}",  # another provider's path
         ]
-        last = status_times(fake)[-1]
+        last = helpers.call_times(fake, "status")[-1]
         polls = len(fake.calls("status"))
         for forged in forgeries:
             response = httpx.post(forged, json={"status": "transcribed"})

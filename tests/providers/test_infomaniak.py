@@ -38,8 +38,8 @@ from app.providers.infomaniak import (
     unwrap_results,
     whisper_language,
 )
+from tests.providers.helpers import recorded, submit_request_for
 
-PAYLOADS = Path(__file__).parent / "payloads" / "infomaniak"
 SPEECH = Path(__file__).parents[1] / "data" / "hello-16k-mono.wav"
 TOKEN = "ik-secret-token-123"
 BASE = "https://infomaniak.test"
@@ -52,8 +52,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def payload(name: str) -> Any:
-    text = (PAYLOADS / name).read_text()
-    return json.loads(text) if name.endswith(".json") else text
+    return recorded("infomaniak", name)
 
 
 Make = Callable[..., tuple[InfomaniakProvider, list[httpx.Request]]]
@@ -97,15 +96,8 @@ def submit_request(
     language: str | None = None,
     filename: str | None = "speech.wav",
 ) -> SubmitRequest:
-    return SubmitRequest(
-        job_id="job_1",
-        audio_path=path,
-        audio_format="wav",
-        filename=filename,
-        content_type="audio/wav",
-        source_url=None,
-        language=language,
-        options=options or InfomaniakOptions(),
+    return submit_request_for(
+        path, filename=filename, language=language, options=options or InfomaniakOptions()
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -13,43 +12,20 @@ import pytest
 from tests.api.helpers import assert_problem, upload
 from tests.conftest import SPEECH_WAV
 from tests.fakes.infomaniak import PRODUCT_ID, TOKEN, FakeInfomaniak
-from tests.support.gateway import ThreadedGateway
-from tests.support.static_server import StaticServer
-from tests.support.vendor import wait_for_job
+from tests.providers import helpers
+from tests.providers.helpers import Start
 
-Start = Callable[..., tuple[ThreadedGateway, str]]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeInfomaniak]:
-    with FakeInfomaniak() as infomaniak:
-        yield infomaniak
+fake = helpers.fake_vendor_fixture(FakeInfomaniak)
 
 
 @pytest.fixture
 def start(vendor_gateway: Start, fake: FakeInfomaniak) -> Start:
-    def start_gateway(**settings: Any) -> tuple[ThreadedGateway, str]:
-        settings.setdefault("INFOMANIAK_API_KEY", TOKEN)
-        settings.setdefault("INFOMANIAK_PRODUCT_ID", PRODUCT_ID)
-        return vendor_gateway(INFOMANIAK_BASE_URL=fake.base_url, **settings)
-
-    return start_gateway
-
-
-def create(client: httpx.Client, **fields: Any) -> dict[str, Any]:
-    if "options" in fields:
-        fields["options"] = json.dumps(fields["options"])
-    response = upload(client, provider="infomaniak", **fields)
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    return helpers.gateway_starter(
+        vendor_gateway,
+        INFOMANIAK_BASE_URL=fake.base_url,
+        INFOMANIAK_API_KEY=TOKEN,
+        INFOMANIAK_PRODUCT_ID=PRODUCT_ID,
+    )
 
 
 def test_an_upload_completes_with_segments_and_words(start: Start, fake: FakeInfomaniak) -> None:
@@ -61,12 +37,11 @@ def test_an_upload_completes_with_segments_and_words(start: Start, fake: FakeInf
         "chunk_length": 10,
     }
     with gateway.client(key) as client:
-        job = create(client, language="en-US", options=options)
-        done = wait_for_job(client, job["id"])
+        done = helpers.finished_job(client, "infomaniak", language="en-US", options=options)
         assert done["status"] == "completed", done
         assert done["provider_status"] == "success"
         assert done["provider_job_id"] in fake.batches
-        transcript = client.get(f"/jobs/{job['id']}/transcript").json()
+        transcript = client.get(f"/jobs/{done['id']}/transcript").json()
 
     assert transcript["provider"] == "infomaniak"
     assert transcript["text"] == "Hello world. This is a test."
@@ -105,20 +80,10 @@ def test_an_upload_completes_with_segments_and_words(start: Start, fake: FakeInf
 def test_a_source_url_is_downloaded_by_the_gateway_then_uploaded(
     start: Start, fake: FakeInfomaniak
 ) -> None:
-    audio = StaticServer(SPEECH_WAV.read_bytes())
-    try:
-        gateway, key = start()
-        with gateway.client(key) as client:
-            created = client.post(
-                "/jobs",
-                json={"source_url": audio.url, "provider": "infomaniak", "language": "en"},
-            )
-            assert created.status_code == 202, created.text
-            done = wait_for_job(client, created.json()["id"])
-            assert done["status"] == "completed", done
-            assert done["source"] == {"type": "url", "url": audio.url}
-    finally:
-        audio.close()
+    with helpers.serving() as audio:
+        done = helpers.run_job(start(), "infomaniak", source_url=audio.url, language="en")
+    assert done["status"] == "completed", done
+    assert done["source"] == {"type": "url", "url": audio.url}
     assert audio.requests == 1
     batch = fake.batches[done["provider_job_id"]]
     assert batch.audio == SPEECH_WAV.read_bytes()
@@ -146,13 +111,14 @@ def test_every_place_the_transcript_may_be(
     fake.delivery = delivery
     gateway, key = start()
     with gateway.client(key) as client:
-        job = create(client, options={"response_format": response_format})
-        done = wait_for_job(client, job["id"])
+        done = helpers.finished_job(
+            client, "infomaniak", options={"response_format": response_format}
+        )
         assert done["status"] == "completed", done
-        transcript = client.get(f"/jobs/{job['id']}/transcript").json()
+        transcript = client.get(f"/jobs/{done['id']}/transcript").json()
         if response_format == "srt":
             assert done["artifacts"][0]["name"] == "srt"
-            srt = client.get(f"/jobs/{job['id']}/artifacts/srt")
+            srt = client.get(f"/jobs/{done['id']}/artifacts/srt")
             assert srt.status_code == 200 and "00:00:01,500 --> 00:00:02,640" in srt.text
     assert transcript["text"] == "Hello world. This is a test."
     timed = response_format in ("verbose_json", "srt")
@@ -165,9 +131,7 @@ def test_every_place_the_transcript_may_be(
 
 def test_a_vendor_500_at_submit_is_retried(start: Start, fake: FakeInfomaniak) -> None:
     fake.fail("submit", 500, body={"result": "error", "error": {"code": "internal"}})
-    gateway, key = start()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(start(), "infomaniak")
     assert done["status"] == "completed", done
     assert len(fake.calls("submit")) == 2
     assert len(fake.batches) == 1
@@ -175,9 +139,7 @@ def test_a_vendor_500_at_submit_is_retried(start: Start, fake: FakeInfomaniak) -
 
 def test_retry_after_is_honoured(start: Start, fake: FakeInfomaniak) -> None:
     fake.fail("status", 429, headers={"Retry-After": "2"})
-    gateway, key = start()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(start(), "infomaniak")
     assert done["status"] == "completed", done
     first, second, *_ = fake.times("status")
     assert second - first >= 2.0
@@ -211,9 +173,7 @@ def test_refused_input_fails_the_job_with_the_vendors_detail(
         fake.max_bytes = 1000  # the fake's own check, not an injected fault
     else:
         fake.fail("submit", status, body=body)
-    gateway, key = start()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(start(), "infomaniak")
     assert done["status"] == "failed", done
     error = done["error"]
     assert error["code"] == code and error["retryable"] is False
@@ -229,9 +189,7 @@ def test_a_vendor_side_failure_fails_the_job(
     start: Start, fake: FakeInfomaniak, last: str, code: str
 ) -> None:
     fake.progression = ["pending", last]
-    gateway, key = start()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(start(), "infomaniak")
     assert done["status"] == "failed", done
     assert done["provider_status"] == last
     assert done["error"]["code"] == code
@@ -241,9 +199,7 @@ def test_a_vendor_side_failure_fails_the_job(
 
 
 def test_a_wrong_token_fails_the_job_as_an_auth_error(start: Start, fake: FakeInfomaniak) -> None:
-    gateway, key = start(INFOMANIAK_API_KEY="not-the-token")
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(start(INFOMANIAK_API_KEY="not-the-token"), "infomaniak")
     assert done["status"] == "failed", done
     assert done["error"]["code"] == "provider_auth"
     assert fake.calls("submit")[0].headers["authorization"] == "Bearer not-the-token"
@@ -257,8 +213,8 @@ def test_a_forged_callback_is_a_404_and_costs_no_vendor_call(
     fake.fail("status", 429, headers={"Retry-After": "30"})
     gateway, key = start()
     with gateway.client(key) as client:
-        job = create(client)
-        wait_until(lambda: len(fake.calls("status")) == 1)
+        job = helpers.create_job(client, "infomaniak")
+        helpers.wait_until(lambda: len(fake.calls("status")) == 1)
         forged = httpx.post(
             f"{gateway.base_url}/callbacks/infomaniak/{job['id']}",
             params={"expires": str(int(time.time()) + 3600), "sig": "forged"},

@@ -43,14 +43,14 @@ from app.providers.klangio import (
     transcription_params,
     upload_name_and_type,
 )
+from tests.providers.helpers import PAYLOADS, recorded, stored_upload, submit_request_for
 
-PAYLOADS = Path(__file__).parent / "payloads" / "klangio"
 BASE = "https://api.klang.io"
 KEY = "kl-secret-key-123"
 
 
 def payload(name: str) -> Any:
-    return json.loads((PAYLOADS / name).read_text())
+    return recorded("klangio", name)
 
 
 # --- pure functions ----------------------------------------------------------------
@@ -72,7 +72,7 @@ def test_every_status_word_maps(word: str, ours: str) -> None:
 
 
 def test_the_status_payloads_use_known_words() -> None:
-    for path in PAYLOADS.glob("status_*.json"):
+    for path in (PAYLOADS / "klangio").glob("status_*.json"):
         assert json.loads(path.read_text())["status"] in STATUS_MAP, path.name
 
 
@@ -260,21 +260,13 @@ def multipart(request: httpx.Request) -> list[tuple[str, str | None, bytes]]:
 
 
 def submit_request(folder: Path, **changes: Any) -> SubmitRequest:
-    path = folder / "riff.wav"
-    path.write_bytes(b"RIFF....WAVEfmt fake audio")
+    path = stored_upload(folder, "riff.wav", b"RIFF....WAVEfmt fake audio")
     values: dict[str, Any] = {
         "job_id": "job-1",
-        "audio_path": path,
-        "audio_format": "wav",
-        "filename": "riff.wav",
-        "content_type": "audio/wav",
-        "source_url": None,
-        "language": None,
         "options": KlangioOptions(outputs=["midi", "pdf", "gp5"], title="Awesome recording"),
         "callback_url": "http://gw.example/callbacks/klangio/job-1?expires=9&sig=abc",
     }
-    values.update(changes)
-    return SubmitRequest(**values)
+    return submit_request_for(path, **(values | changes))
 
 
 def created(name: str = "create_transcription.json") -> httpx.Response:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
 from itertools import pairwise
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -17,11 +16,8 @@ import pytest
 from tests.api.helpers import assert_problem, upload
 from tests.conftest import SPEECH_WAV
 from tests.fakes.klangio import FILES, FakeKlangio
-from tests.support.gateway import ThreadedGateway
-from tests.support.static_server import StaticServer
-from tests.support.vendor import wait_for_job
-
-Start = Callable[..., tuple[ThreadedGateway, str]]
+from tests.providers import helpers
+from tests.providers.helpers import Start
 
 CONTENT_TYPES = {
     "midi": "audio/midi",
@@ -32,33 +28,14 @@ CONTENT_TYPES = {
 }
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeKlangio]:
-    with FakeKlangio() as vendor:
-        yield vendor
+fake = helpers.fake_vendor_fixture(FakeKlangio)
 
 
 @pytest.fixture
 def klangio(vendor_gateway: Start, fake: FakeKlangio) -> Start:
-    def start(public: bool = True, **settings: object) -> tuple[ThreadedGateway, str]:
-        settings.setdefault("KLANGIO_API_KEY", fake.api_key)
-        return vendor_gateway(public=public, KLANGIO_BASE_URL=fake.base_url, **settings)
-
-    return start
-
-
-def create(client: httpx.Client, **options: Any) -> dict[str, Any]:
-    created = upload(client, provider="klangio", options=json.dumps(options))
-    assert created.status_code == 202, created.text
-    job: dict[str, Any] = created.json()
-    return job
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
+    return helpers.gateway_starter(
+        vendor_gateway, KLANGIO_BASE_URL=fake.base_url, KLANGIO_API_KEY=fake.api_key
+    )
 
 
 def test_upload_is_transcribed_into_the_requested_files(klangio: Start, fake: FakeKlangio):
@@ -66,8 +43,8 @@ def test_upload_is_transcribed_into_the_requested_files(klangio: Start, fake: Fa
     outputs = ["midi", "midi_quant", "mxml", "pdf", "gp5"]
     gateway, key = klangio()
     with gateway.client(key) as client:
-        job = create(client, model="guitar", outputs=outputs, title="Hello", composer="Espeak")
-        done = wait_for_job(client, job["id"])
+        options = {"model": "guitar", "outputs": outputs, "title": "Hello", "composer": "Espeak"}
+        done = helpers.finished_job(client, "klangio", options=options)
 
         assert done["status"] == "completed", done
         assert done["provider_status"] == "COMPLETED"
@@ -78,13 +55,13 @@ def test_upload_is_transcribed_into_the_requested_files(klangio: Start, fake: Fa
             for name in outputs
         ]
         for name in outputs:
-            got = client.get(f"/jobs/{job['id']}/artifacts/{name}")
+            got = client.get(f"/jobs/{done['id']}/artifacts/{name}")
             assert got.status_code == 200, got.text
             assert got.content == FILES[name]
             assert got.headers["content-type"] == CONTENT_TYPES[name]
-        assert_problem(client.get(f"/jobs/{job['id']}/artifacts/json"), 404)
+        assert_problem(client.get(f"/jobs/{done['id']}/artifacts/json"), 404)
         # Notes, not words: nothing is made up for the transcript.
-        transcript = client.get(f"/jobs/{job['id']}/transcript").json()
+        transcript = client.get(f"/jobs/{done['id']}/transcript").json()
         assert transcript == {
             "text": "",
             "language": None,
@@ -97,7 +74,7 @@ def test_upload_is_transcribed_into_the_requested_files(klangio: Start, fake: Fa
     assert submit.headers["kl-api-key"] == fake.api_key
     webhook = submit.query.pop("webhook_url")
     assert submit.query == {"model": "guitar", "title": "Hello", "composer": "Espeak"}
-    assert webhook.startswith(f"{gateway.base_url}/callbacks/klangio/{job['id']}?")
+    assert webhook.startswith(f"{gateway.base_url}/callbacks/klangio/{done['id']}?")
     vendor_job = fake.jobs[vendor_id]
     assert vendor_job.outputs == outputs
     assert vendor_job.audio == SPEECH_WAV.read_bytes()
@@ -121,15 +98,8 @@ def test_upload_is_transcribed_into_the_requested_files(klangio: Start, fake: Fa
 
 
 def test_source_url_is_downloaded_and_sent_as_a_file(klangio: Start, fake: FakeKlangio):
-    audio_server = StaticServer(SPEECH_WAV.read_bytes())
-    try:
-        gateway, key = klangio()
-        with gateway.client(key) as client:
-            created = client.post(
-                "/jobs", json={"source_url": audio_server.url, "provider": "klangio"}
-            )
-            assert created.status_code == 202, created.text
-            done = wait_for_job(client, created.json()["id"])
+    with helpers.serving() as audio_server:
+        done = helpers.run_job(klangio(), "klangio", source_url=audio_server.url)
         assert done["status"] == "completed", done
         assert [a["name"] for a in done["artifacts"]] == ["midi", "mxml"]  # the defaults
         assert audio_server.requests == 1
@@ -139,15 +109,11 @@ def test_source_url_is_downloaded_and_sent_as_a_file(klangio: Start, fake: FakeK
         assert vendor_job.audio == SPEECH_WAV.read_bytes()
         assert vendor_job.outputs == ["midi", "mxml"]
         assert (vendor_job.filename, vendor_job.content_type) == (f"{done['id']}.wav", "audio/wav")
-    finally:
-        audio_server.close()
 
 
 def test_without_callbacks_the_job_completes_by_polling(klangio: Start, fake: FakeKlangio):
     fake.callbacks_enabled = False
-    gateway, key = klangio()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(klangio(), "klangio")
     assert done["status"] == "completed", done
     assert fake.callbacks_sent == []
     statuses = fake.status_times()
@@ -158,9 +124,7 @@ def test_without_callbacks_the_job_completes_by_polling(klangio: Start, fake: Fa
 
 def test_without_public_url_no_webhook_is_asked_for(klangio: Start, fake: FakeKlangio):
     fake.steps = []  # done at the first look
-    gateway, key = klangio(public=False)
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(klangio(public=False), "klangio")
     assert done["status"] == "completed", done
     assert "webhook_url" not in fake.calls("submit")[0].query
     assert fake.callbacks_sent == []
@@ -169,9 +133,7 @@ def test_without_public_url_no_webhook_is_asked_for(klangio: Start, fake: FakeKl
 def test_a_500_on_submit_and_a_503_on_a_result_are_retried(klangio: Start, fake: FakeKlangio):
     fake.fail("submit", 500, body={"detail": "Internal Server Error"})
     fake.fail("result", 503, headers={"Retry-After": "1"})
-    gateway, key = klangio()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client, outputs=["pdf"])["id"])
+    done = helpers.run_job(klangio(), "klangio", options={"outputs": ["pdf"]})
     assert done["status"] == "completed", done
     assert len(fake.calls("submit")) == 2
     assert len(fake.jobs) == 1  # the 500 made no job at Klangio
@@ -181,9 +143,7 @@ def test_a_500_on_submit_and_a_503_on_a_result_are_retried(klangio: Start, fake:
 
 def test_429_retry_after_is_honoured(klangio: Start, fake: FakeKlangio):
     fake.fail("status", 429, headers={"Retry-After": "2"}, body={"detail": "Too Many Requests"})
-    gateway, key = klangio()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(klangio(), "klangio")
     assert done["status"] == "completed", done
     first, second = fake.status_times()[:2]
     assert second - first >= 2.0
@@ -202,9 +162,7 @@ def test_refused_input_fails_the_job_with_the_vendor_detail(
     klangio: Start, fake: FakeKlangio, status: int, detail: Any, code: str | None
 ):
     fake.reject_input(detail, status=status)
-    gateway, key = klangio()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(klangio(), "klangio")
     assert done["status"] == "failed", done
     assert done["error"]["code"] == (code or "invalid_request")
     assert done["error"]["retryable"] is False
@@ -223,9 +181,7 @@ def test_vendor_side_failure_fails_the_job(
     klangio: Start, fake: FakeKlangio, word: str, code: str, retryable: bool
 ):
     fake.fail_jobs(word, error="No notes detected")
-    gateway, key = klangio()
-    with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+    done = helpers.run_job(klangio(), "klangio")
     assert done["status"] == "failed", done
     assert done["provider_status"] == word
     assert done["error"] == {
@@ -241,7 +197,7 @@ def test_vendor_side_failure_fails_the_job(
 def test_a_wrong_key_fails_the_job_without_showing_the_key(klangio: Start, fake: FakeKlangio):
     gateway, key = klangio(KLANGIO_API_KEY="not-the-key-4711")
     with gateway.client(key) as client:
-        done = wait_for_job(client, create(client)["id"])
+        done = helpers.finished_job(client, "klangio")
         deliveries = client.get(f"/jobs/{done['id']}/deliveries").text
     assert done["status"] == "failed", done
     assert done["error"]["code"] == "provider_auth"
@@ -253,8 +209,7 @@ def test_a_wrong_key_fails_the_job_without_showing_the_key(klangio: Start, fake:
 def test_a_duplicate_callback_after_completion_changes_nothing(klangio: Start, fake: FakeKlangio):
     gateway, key = klangio()
     with gateway.client(key) as client:
-        job = create(client)
-        done = wait_for_job(client, job["id"])
+        done = helpers.finished_job(client, "klangio")
         assert done["status"] == "completed", done
         webhook = fake.calls("submit")[0].query["webhook_url"]
         statuses = len(fake.calls("status"))
@@ -264,7 +219,7 @@ def test_a_duplicate_callback_after_completion_changes_nothing(klangio: Start, f
             assert httpx.post(webhook, json=body).status_code == 204
         time.sleep(0.5)  # time enough for a poll, were one due
 
-        after = client.get(f"/jobs/{job['id']}").json()
+        after = client.get(f"/jobs/{done['id']}").json()
     assert after == done  # still completed, updated_at and all unchanged
     assert len(fake.calls("status")) == statuses
 
@@ -283,9 +238,9 @@ def test_forged_callbacks_are_404_and_cost_no_vendor_call(klangio: Start, fake: 
     fake.steps = ["IN_QUEUE"] * 50  # the jobs stay queued at Klangio
     gateway, key = klangio()
     with gateway.client(key) as client:
-        job = create(client)
-        other = create(client)  # a second job, to borrow the id of
-        wait_until(lambda: len(fake.jobs) == 2)
+        job = helpers.create_job(client, "klangio")
+        other = helpers.create_job(client, "klangio")  # a second job, to borrow the id of
+        helpers.wait_until(lambda: len(fake.jobs) == 2)
         # The two submits may reach Klangio in either order: take this job's.
         (webhook,) = [
             call.query["webhook_url"]
@@ -298,7 +253,7 @@ def test_forged_callbacks_are_404_and_cost_no_vendor_call(klangio: Start, fake: 
             return [t for r, t in fake.stamped("status") if f"/job/{vendor_id}/" in r.path]
 
         # Right after a poll the next one is a poll interval (1 s or more) away.
-        wait_until(polls)
+        helpers.wait_until(polls)
         seen, last = len(polls()), polls()[-1]
         query = parse_qs(urlsplit(webhook).query)
         sig, expires = query["sig"][0], query["expires"][0]
@@ -316,7 +271,7 @@ def test_forged_callbacks_are_404_and_cost_no_vendor_call(klangio: Start, fake: 
 
         # The genuine link, for contrast: a poll comes before the interval is over.
         assert httpx.post(webhook, json={"status": "COMPLETED"}).status_code == 204
-        wait_until(lambda: len(polls()) > seen, timeout=5)
+        helpers.wait_until(lambda: len(polls()) > seen, timeout=5)
         assert polls()[seen] - last < 0.95
         assert client.get(f"/jobs/{job['id']}").json()["status"] == "processing"
 
@@ -325,8 +280,8 @@ def test_cancel_stops_polling(klangio: Start, fake: FakeKlangio):
     fake.steps = ["IN_QUEUE"] * 50  # the job stays queued at Klangio
     gateway, key = klangio()
     with gateway.client(key) as client:
-        job = create(client)
-        wait_until(lambda: fake.calls("status"))
+        job = helpers.create_job(client, "klangio")
+        helpers.wait_until(lambda: fake.calls("status"))
         canceled = client.post(f"/jobs/{job['id']}/cancel")
         assert canceled.status_code == 200, canceled.text
         assert canceled.json()["status"] == "canceled"

@@ -22,6 +22,7 @@ from app.providers.local import (
     build_transcript,
     local_capabilities,
 )
+from tests.providers.helpers import submit_request_for
 
 DATA = Path(__file__).parents[1] / "data"
 MONO = DATA / "hello-16k-mono.wav"
@@ -34,15 +35,9 @@ def request(
     language: str | None = None,
     job_id: str = "job-1",
 ) -> SubmitRequest:
-    return SubmitRequest(
-        job_id=job_id,
-        audio_path=path,
-        audio_format=fmt,
-        filename=None,
-        content_type=None,
-        source_url=None,
-        language=language,
-        options=NoOptions(),
+    # No upload name or type: the local adapter goes by the file and its format alone.
+    return submit_request_for(
+        path, job_id=job_id, audio_format=fmt, filename=None, content_type=None, language=language
     )
 
 

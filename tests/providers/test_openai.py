@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import default as email_policy
@@ -33,15 +32,15 @@ from app.providers.openai import (
     upload_name,
 )
 from app.transcripts import Segment, Word
+from tests.providers.helpers import recorded, stored_upload, submit_request_for
 
-PAYLOADS = Path(__file__).parent / "payloads" / "openai"
 BASE = "https://upstream.test/v1"
 URL = f"{BASE}/audio/transcriptions"
 AUDIO = b"RIFF\x24\x00\x00\x00WAVEfmt fake audio bytes"
 
 
 def payload(name: str) -> Any:
-    return json.loads((PAYLOADS / name).read_text())
+    return recorded("openai", name)
 
 
 # --- converters --------------------------------------------------------------
@@ -182,28 +181,17 @@ def test_options_defaults_and_limits() -> None:
 # --- the file part -----------------------------------------------------------
 
 
-def _request(
-    tmp_path: Path,
-    *,
-    filename: str | None = "speech.wav",
-    content_type: str | None = "audio/wav",
-    audio_format: AudioFormat | None = "wav",
-    source_url: str | None = None,
-    language: str | None = "en-US",
-    options: OpenAIOptions | None = None,
-) -> SubmitRequest:
-    path = tmp_path / "audio"
-    path.write_bytes(AUDIO)
-    return SubmitRequest(
-        job_id="job_123",
-        audio_path=path,
-        audio_format=audio_format,
-        filename=filename,
-        content_type=content_type,
-        source_url=source_url,
-        language=language,
-        options=options or OpenAIOptions(),
-    )
+def _request(tmp_path: Path, **fields: Any) -> SubmitRequest:
+    """job_123: a WAV upload named speech.wav, in en-US, with the default options;
+    ``fields`` change any of it."""
+    path = stored_upload(tmp_path, "audio", AUDIO)
+    values: dict[str, Any] = {
+        "job_id": "job_123",
+        "filename": "speech.wav",
+        "language": "en-US",
+        "options": OpenAIOptions(),
+    }
+    return submit_request_for(path, **(values | fields))
 
 
 @pytest.mark.parametrize(

@@ -4,40 +4,30 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.api.helpers import assert_problem, upload
 from tests.conftest import SPEECH_WAV
 from tests.fakes.openai import API_KEY, DURATION, REFUSED_FILE, SEGMENTS, TEXT, FakeOpenAI
-from tests.support.gateway import ThreadedGateway
-from tests.support.static_server import StaticServer
-from tests.support.vendor import wait_for_job
+from tests.providers import helpers
+from tests.providers.helpers import Start, Started
 
-Gateway = tuple[ThreadedGateway, str]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
+fake = helpers.fake_vendor_fixture(FakeOpenAI)
 
 
 @pytest.fixture
-def gateway(fake: FakeOpenAI, vendor_gateway: Callable[..., Gateway]) -> Gateway:
+def gateway(fake: FakeOpenAI, vendor_gateway: Start) -> Started:
     return vendor_gateway(OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=fake.base_url + "/v1")
 
 
 def test_upload_is_transcribed_with_words_segments_and_times(
-    fake: FakeOpenAI, gateway: Gateway
+    fake: FakeOpenAI, gateway: Started
 ) -> None:
     server, key = gateway
     options = {"prompt": "Greetings and a test.", "temperature": 0.2}
     with server.client(key) as client:
-        created = upload(client, provider="openai", language="en-US", options=json.dumps(options))
-        assert created.status_code == 202, created.text
-        job = wait_for_job(client, created.json()["id"])
+        job = helpers.finished_job(client, "openai", language="en-US", options=options)
         assert job["status"] == "completed", job
         assert job["provider_status"] == "completed"
         assert job["provider_job_id"] == "req_fake0001"  # the upstream's request id
@@ -77,23 +67,15 @@ def test_upload_is_transcribed_with_words_segments_and_times(
 
 
 def test_source_url_is_downloaded_by_the_gateway_and_uploaded(
-    fake: FakeOpenAI, gateway: Gateway
+    fake: FakeOpenAI, gateway: Started
 ) -> None:
     server, key = gateway
-    audio = StaticServer(SPEECH_WAV.read_bytes())
-    try:
-        with server.client(key) as client:
-            created = client.post(
-                "/jobs", json={"source_url": audio.url, "provider": "openai", "language": "en"}
-            )
-            assert created.status_code == 202, created.text
-            job = wait_for_job(client, created.json()["id"])
-            assert job["status"] == "completed", job
-            assert job["source"] == {"type": "url", "url": audio.url}
-            transcript = client.get(f"/jobs/{job['id']}/transcript").json()
-            assert len(transcript["segments"]) == 2
-    finally:
-        audio.close()
+    with helpers.serving() as audio, server.client(key) as client:
+        job = helpers.finished_job(client, "openai", source_url=audio.url, language="en")
+        assert job["status"] == "completed", job
+        assert job["source"] == {"type": "url", "url": audio.url}
+        transcript = client.get(f"/jobs/{job['id']}/transcript").json()
+        assert len(transcript["segments"]) == 2
     assert audio.requests == 1
     [call] = fake.received
     assert call.audio == SPEECH_WAV.read_bytes()
@@ -102,12 +84,12 @@ def test_source_url_is_downloaded_by_the_gateway_and_uploaded(
 
 
 def test_text_only_upstream_completes_with_text_and_no_segments(
-    fake: FakeOpenAI, gateway: Gateway
+    fake: FakeOpenAI, gateway: Started
 ) -> None:
     fake.text_only = True
     server, key = gateway
     with server.client(key) as client:
-        job = wait_for_job(client, upload(client, provider="openai").json()["id"])
+        job = helpers.finished_job(client, "openai")
         assert job["status"] == "completed", job
         transcript = client.get(f"/jobs/{job['id']}/transcript").json()
         assert transcript["text"] == TEXT
@@ -120,11 +102,10 @@ def test_text_only_upstream_completes_with_text_and_no_segments(
         assert_problem(srt, 422, "times")
 
 
-def test_gpt_4o_model_is_asked_for_json(fake: FakeOpenAI, gateway: Gateway) -> None:
+def test_gpt_4o_model_is_asked_for_json(fake: FakeOpenAI, gateway: Started) -> None:
     server, key = gateway
     with server.client(key) as client:
-        created = upload(client, provider="openai", options='{"model": "gpt-4o-transcribe"}')
-        job = wait_for_job(client, created.json()["id"])
+        job = helpers.finished_job(client, "openai", options={"model": "gpt-4o-transcribe"})
         assert job["status"] == "completed", job
         transcript = client.get(f"/jobs/{job['id']}/transcript").json()
         assert transcript["text"] == TEXT and transcript["segments"] == []
@@ -134,16 +115,14 @@ def test_gpt_4o_model_is_asked_for_json(fake: FakeOpenAI, gateway: Gateway) -> N
     assert call.values("timestamp_granularities[]") == []
 
 
-def test_server_error_then_success(fake: FakeOpenAI, gateway: Gateway) -> None:
+def test_server_error_then_success(fake: FakeOpenAI, gateway: Started) -> None:
     fake.fail("transcribe", 500, body={"error": {"message": "The server had an error"}})
-    server, key = gateway
-    with server.client(key) as client:
-        job = wait_for_job(client, upload(client, provider="openai").json()["id"])
+    job = helpers.run_job(gateway, "openai")
     assert job["status"] == "completed", job
     assert len(fake.received) == 2
 
 
-def test_rate_limit_waits_for_retry_after(fake: FakeOpenAI, gateway: Gateway) -> None:
+def test_rate_limit_waits_for_retry_after(fake: FakeOpenAI, gateway: Started) -> None:
     fake.fail(
         "transcribe",
         429,
@@ -157,19 +136,15 @@ def test_rate_limit_waits_for_retry_after(fake: FakeOpenAI, gateway: Gateway) ->
             }
         },
     )
-    server, key = gateway
-    with server.client(key) as client:
-        job = wait_for_job(client, upload(client, provider="openai").json()["id"])
+    job = helpers.run_job(gateway, "openai")
     assert job["status"] == "completed", job
     first, second = fake.received
     assert second.at - first.at >= 2.0
 
 
-def test_refused_input_fails_with_the_vendors_detail(fake: FakeOpenAI, gateway: Gateway) -> None:
+def test_refused_input_fails_with_the_vendors_detail(fake: FakeOpenAI, gateway: Started) -> None:
     fake.fail("transcribe", 400, body=REFUSED_FILE)
-    server, key = gateway
-    with server.client(key) as client:
-        job = wait_for_job(client, upload(client, provider="openai").json()["id"])
+    job = helpers.run_job(gateway, "openai")
     assert job["status"] == "failed", job
     assert job["error"]["code"] == "unsupported_media"
     assert job["error"]["retryable"] is False
@@ -178,19 +153,16 @@ def test_refused_input_fails_with_the_vendors_detail(fake: FakeOpenAI, gateway: 
     assert len(fake.received) == 1  # a refusal is not retried
 
 
-def test_wrong_key_fails_with_provider_auth(
-    fake: FakeOpenAI, vendor_gateway: Callable[..., Gateway]
-) -> None:
-    server, key = vendor_gateway(OPENAI_API_KEY="sk-wrong", OPENAI_BASE_URL=fake.base_url + "/v1")
-    with server.client(key) as client:
-        job = wait_for_job(client, upload(client, provider="openai").json()["id"])
+def test_wrong_key_fails_with_provider_auth(fake: FakeOpenAI, vendor_gateway: Start) -> None:
+    gateway = vendor_gateway(OPENAI_API_KEY="sk-wrong", OPENAI_BASE_URL=fake.base_url + "/v1")
+    job = helpers.run_job(gateway, "openai")
     assert job["status"] == "failed", job
     assert job["error"]["code"] == "provider_auth"
     assert job["error"]["provider_detail"]["body"]["error"]["code"] == "invalid_api_key"
     assert "sk-wrong" not in json.dumps(job)
 
 
-def test_without_a_key_openai_is_not_offered(vendor_gateway: Callable[..., Gateway]) -> None:
+def test_without_a_key_openai_is_not_offered(vendor_gateway: Start) -> None:
     server, key = vendor_gateway()
     with server.client(key) as client:
         providers = client.get("/providers").json()["data"]
@@ -199,7 +171,7 @@ def test_without_a_key_openai_is_not_offered(vendor_gateway: Callable[..., Gatew
         assert_problem(refused, 422, "OPENAI_API_KEY")
 
 
-def test_providers_lists_openai_with_its_options(gateway: Gateway) -> None:
+def test_providers_lists_openai_with_its_options(gateway: Started) -> None:
     server, key = gateway
     with server.client(key) as client:
         providers = {p["name"]: p for p in client.get("/providers").json()["data"]}

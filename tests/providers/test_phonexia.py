@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +31,8 @@ from app.providers.phonexia import (
     submitted_task_id,
     task_update,
 )
+from tests.providers.helpers import recorded, submit_request_for
 
-PAYLOADS = Path(__file__).parent / "payloads" / "phonexia"
 DATA = Path(__file__).parents[1] / "data"
 BASE = "http://phonexia.test:8000"
 TASK = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
@@ -41,20 +40,16 @@ SECRET = "proxy-secret-123"
 
 
 def load(name: str) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads((PAYLOADS / name).read_text())
+    body: dict[str, Any] = recorded("phonexia", name)
     return body
 
 
 def request(
     language: str | None = "en-US", options: PhonexiaOptions | None = None
 ) -> SubmitRequest:
-    return SubmitRequest(
-        job_id="job_1",
-        audio_path=DATA / "hello-16k-mono.wav",
-        audio_format="wav",
+    return submit_request_for(
+        DATA / "hello-16k-mono.wav",
         filename="hello.wav",
-        content_type="audio/wav",
-        source_url=None,
         language=language,
         options=options or PhonexiaOptions(),
     )
@@ -158,26 +153,27 @@ def test_done_task_completes_with_the_raw_payload_kept() -> None:
     assert update.result.transcript.segments[0].text == "hello world"
 
 
-def test_rejected_task_fails_permanently_with_the_vendor_detail() -> None:
-    body = load("rejected.json")
+@pytest.mark.parametrize(
+    ("state", "code", "retryable", "message"),
+    [
+        # The input was at fault: a permanent failure.
+        ("rejected", "provider_rejected", False, "Media file could not be decoded"),
+        # The vendor's own failure: the client may try again.
+        ("failed", "provider_failed", True, "Task execution failed"),
+    ],
+    ids=["rejected", "failed"],
+)
+def test_a_task_ended_badly_fails_with_the_vendor_detail(
+    state: str, code: str, retryable: bool, message: str
+) -> None:
+    body = load(f"{state}.json")
     update = task_update(body, TASK)
-    assert (update.status, update.provider_status) == ("failed", "rejected")
+    assert (update.status, update.provider_status) == ("failed", state)
     assert update.error is not None
-    assert update.error.code == "provider_rejected"
-    assert update.error.retryable is False
+    assert update.error.code == code
+    assert update.error.retryable is retryable
     assert update.error.provider_detail == body["error"]
-    assert "Media file could not be decoded" in update.error.message
-
-
-def test_failed_task_fails_as_retryable_by_the_client() -> None:
-    body = load("failed.json")
-    update = task_update(body, TASK)
-    assert (update.status, update.provider_status) == ("failed", "failed")
-    assert update.error is not None
-    assert update.error.code == "provider_failed"
-    assert update.error.retryable is True
-    assert update.error.provider_detail == body["error"]
-    assert "Task execution failed" in update.error.message
+    assert message in update.error.message
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -12,11 +10,9 @@ import pytest
 from tests.api.helpers import upload
 from tests.conftest import SPEECH_WAV
 from tests.fakes.phonexia import FakePhonexia, payload
-from tests.support.gateway import ThreadedGateway
-from tests.support.static_server import StaticServer
-from tests.support.vendor import wait_for_job
+from tests.providers import helpers
+from tests.providers.helpers import Start
 
-Gateway = Callable[..., tuple[ThreadedGateway, str]]
 OPTIONS = {
     "channels": [0, 1],
     "preferred_phrases": ["good morning"],
@@ -24,31 +20,23 @@ OPTIONS = {
 }
 
 
+fake = helpers.fake_vendor_fixture(FakePhonexia)
+
+
 @pytest.fixture
-def fake() -> Iterator[FakePhonexia]:
-    with FakePhonexia() as vendor:
-        yield vendor
+def start(vendor_gateway: Start, fake: FakePhonexia) -> Start:
+    return helpers.gateway_starter(vendor_gateway, PHONEXIA_BASE_URL=fake.base_url)
 
 
-def gateway_for(vendor_gateway: Gateway, fake: FakePhonexia, **settings: Any) -> Any:
-    gateway, key = vendor_gateway(PHONEXIA_BASE_URL=fake.base_url, **settings)
-    return gateway.client(key)
-
-
-def times(fake: FakePhonexia, operation: str) -> list[float]:
-    return [t for op, t in fake.times if op == operation]
-
-
-def test_upload_is_transcribed_by_polling(vendor_gateway: Gateway, fake: FakePhonexia) -> None:
-    with gateway_for(vendor_gateway, fake) as client:
+def test_upload_is_transcribed_by_polling(start: Start, fake: FakePhonexia) -> None:
+    gateway, key = start()
+    with gateway.client(key) as client:
         providers = client.get("/providers").json()
         [listed] = [p for p in providers["data"] if p["name"] == "phonexia"] or [None]
         assert listed is not None, providers
         assert listed["options_schema"]["additionalProperties"] is False
 
-        created = upload(client, provider="phonexia", language="en-US", options=json.dumps(OPTIONS))
-        assert created.status_code == 202, created.text
-        job = wait_for_job(client, created.json()["id"])
+        job = helpers.finished_job(client, "phonexia", language="en-US", options=OPTIONS)
         assert job["status"] == "completed", job
         assert job["provider_status"] == "done"
         [task_id] = fake.tasks
@@ -89,23 +77,12 @@ def test_upload_is_transcribed_by_polling(vendor_gateway: Gateway, fake: FakePho
     assert all("callback" not in json.dumps(r.query) for r in fake.requests)
 
 
-def test_source_url_is_downloaded_by_the_gateway_first(
-    vendor_gateway: Gateway, fake: FakePhonexia
-) -> None:
+def test_source_url_is_downloaded_by_the_gateway_first(start: Start, fake: FakePhonexia) -> None:
     fake.progression = []
-    audio = StaticServer(SPEECH_WAV.read_bytes())
-    try:
-        with gateway_for(vendor_gateway, fake) as client:
-            created = client.post(
-                "/jobs",
-                json={"source_url": audio.url, "provider": "phonexia", "language": "cs-CZ"},
-            )
-            assert created.status_code == 202, created.text
-            job = wait_for_job(client, created.json()["id"])
-            assert job["status"] == "completed", job
-            assert job["source"] == {"type": "url", "url": audio.url}
-    finally:
-        audio.close()
+    with helpers.serving() as audio:
+        job = helpers.run_job(start(), "phonexia", source_url=audio.url, language="cs-CZ")
+    assert job["status"] == "completed", job
+    assert job["source"] == {"type": "url", "url": audio.url}
     assert audio.requests == 1
     [submit] = fake.calls("submit")
     assert submit.form["file"] == SPEECH_WAV.read_bytes()
@@ -113,11 +90,11 @@ def test_source_url_is_downloaded_by_the_gateway_first(
     assert "config" not in submit.form
 
 
-def test_whisper_engine_detects_the_language(vendor_gateway: Gateway, fake: FakePhonexia) -> None:
+def test_whisper_engine_detects_the_language(start: Start, fake: FakePhonexia) -> None:
     fake.progression = ["running"]
-    with gateway_for(vendor_gateway, fake) as client:
-        created = upload(client, provider="phonexia", options='{"engine": "whisper-enhanced"}')
-        job = wait_for_job(client, created.json()["id"])
+    gateway, key = start()
+    with gateway.client(key) as client:
+        job = helpers.finished_job(client, "phonexia", options={"engine": "whisper-enhanced"})
         assert job["status"] == "completed", job
         [task_id] = fake.tasks
         assert job["provider_job_id"] == task_id  # bare, as for the default engine
@@ -131,10 +108,9 @@ def test_whisper_engine_detects_the_language(vendor_gateway: Gateway, fake: Fake
     assert statuses and {r.path for r in statuses} == {f"{submit.path}/{task_id}"}
 
 
-def test_unknown_options_are_refused_at_creation(
-    vendor_gateway: Gateway, fake: FakePhonexia
-) -> None:
-    with gateway_for(vendor_gateway, fake) as client:
+def test_unknown_options_are_refused_at_creation(start: Start, fake: FakePhonexia) -> None:
+    gateway, key = start()
+    with gateway.client(key) as client:
         created = upload(client, provider="phonexia", language="en", options='{"langauge": "cs"}')
         assert created.status_code == 422, created.text
         assert "langauge" in created.json()["detail"]
@@ -142,68 +118,46 @@ def test_unknown_options_are_refused_at_creation(
 
 
 def test_default_engine_without_a_language_fails_before_the_vendor(
-    vendor_gateway: Gateway, fake: FakePhonexia
+    start: Start, fake: FakePhonexia
 ) -> None:
-    with gateway_for(vendor_gateway, fake) as client:
-        job = wait_for_job(client, upload(client, provider="phonexia").json()["id"])
+    job = helpers.run_job(start(), "phonexia")
     assert job["status"] == "failed"
     assert job["error"]["code"] == "language_required"
     assert fake.requests == []
 
 
-def test_a_500_is_retried_then_succeeds(vendor_gateway: Gateway, fake: FakePhonexia) -> None:
+def test_a_500_is_retried_then_succeeds(start: Start, fake: FakePhonexia) -> None:
     fake.progression = []
     fake.fail("submit", 500, body={"type": "internal", "message": "Oops.", "detail": []})
-    with gateway_for(vendor_gateway, fake) as client:
-        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
+    job = helpers.run_job(start(), "phonexia", language="en")
     assert job["status"] == "completed", job
     assert len(fake.calls("submit")) == 2
     assert len(fake.tasks) == 1
 
 
-def test_capacity_and_full_storage_are_waited_out(
-    vendor_gateway: Gateway, fake: FakePhonexia
-) -> None:
+def test_capacity_and_full_storage_are_waited_out(start: Start, fake: FakePhonexia) -> None:
     fake.progression = []
     fake.capacity_exceeded("submit")
     fake.storage_full("submit")
-    with gateway_for(vendor_gateway, fake) as client:
-        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
+    job = helpers.run_job(start(), "phonexia", language="en")
     assert job["status"] == "completed", job
     assert len(fake.calls("submit")) == 3
 
 
-def test_a_429_retry_after_is_honoured(vendor_gateway: Gateway, fake: FakePhonexia) -> None:
+def test_a_429_retry_after_is_honoured(start: Start, fake: FakePhonexia) -> None:
     fake.progression = []
     fake.rate_limit("status", retry_after=2)
-    with gateway_for(vendor_gateway, fake) as client:
-        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
+    job = helpers.run_job(start(), "phonexia", language="en")
     assert job["status"] == "completed", job
-    limited, retried = times(fake, "status")[:2]
+    limited, retried = helpers.call_times(fake, "status")[:2]
     assert retried - limited >= 2.0
 
 
-def test_input_the_vendor_rejects_fails_the_job_with_its_detail(
-    vendor_gateway: Gateway, fake: FakePhonexia
-) -> None:
-    fake.outcomes.append("rejected")
-    with gateway_for(vendor_gateway, fake) as client:
-        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
-        assert client.get(f"/jobs/{job['id']}/transcript").status_code == 409
-    assert job["status"] == "failed"
-    assert job["provider_status"] == "rejected"
-    assert job["error"]["code"] == "provider_rejected"
-    assert job["error"]["retryable"] is False
-    assert job["error"]["provider_detail"] == payload("rejected.json")["error"]
-    assert "Media file could not be decoded" in job["error"]["message"]
-
-
 def test_a_file_over_the_vendors_limit_fails_with_its_envelope(
-    vendor_gateway: Gateway, fake: FakePhonexia
+    start: Start, fake: FakePhonexia
 ) -> None:
     fake.max_file_size = 1000
-    with gateway_for(vendor_gateway, fake) as client:
-        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
+    job = helpers.run_job(start(), "phonexia", language="en")
     assert job["status"] == "failed"
     assert job["error"]["code"] == "input_too_large"
     assert job["error"]["retryable"] is False
@@ -213,27 +167,39 @@ def test_a_file_over_the_vendors_limit_fails_with_its_envelope(
     assert len(fake.calls("submit")) == 1
 
 
-def test_a_vendor_side_failure_fails_the_job_as_retryable(
-    vendor_gateway: Gateway, fake: FakePhonexia
+@pytest.mark.parametrize(
+    ("outcome", "code", "retryable", "message"),
+    [
+        # The input was at fault: retrying it would not help.
+        ("rejected", "provider_rejected", False, "Media file could not be decoded"),
+        # The vendor's own failure: the client may try again.
+        ("failed", "provider_failed", True, "Task execution failed"),
+    ],
+    ids=["rejected", "failed"],
+)
+def test_a_task_the_vendor_ends_badly_fails_the_job_with_its_detail(
+    start: Start, fake: FakePhonexia, outcome: str, code: str, retryable: bool, message: str
 ) -> None:
-    fake.outcomes.append("failed")
-    with gateway_for(vendor_gateway, fake) as client:
-        job = wait_for_job(client, upload(client, provider="phonexia", language="en").json()["id"])
+    fake.outcomes.append(outcome)
+    gateway, key = start()
+    with gateway.client(key) as client:
+        job = helpers.finished_job(client, "phonexia", language="en")
+        assert client.get(f"/jobs/{job['id']}/transcript").status_code == 409
     assert job["status"] == "failed"
-    assert job["provider_status"] == "failed"
-    assert job["error"]["code"] == "provider_failed"
-    assert job["error"]["retryable"] is True
-    assert job["error"]["provider_detail"] == payload("failed.json")["error"]
+    assert job["provider_status"] == outcome
+    assert job["error"]["code"] == code
+    assert job["error"]["retryable"] is retryable
+    assert job["error"]["provider_detail"] == payload(f"{outcome}.json")["error"]
+    assert message in job["error"]["message"]
 
 
-def test_a_forged_callback_costs_no_vendor_call(
-    vendor_gateway: Gateway, fake: FakePhonexia
-) -> None:
+def test_a_forged_callback_costs_no_vendor_call(start: Start, fake: FakePhonexia) -> None:
     # The first poll is told to wait 30 s: any status call before then would be
     # one a callback caused.
     fake.rate_limit("status", retry_after=30)
-    with gateway_for(vendor_gateway, fake) as client:
-        job_id = upload(client, provider="phonexia", language="en").json()["id"]
+    gateway, key = start()
+    with gateway.client(key) as client:
+        job_id = helpers.create_job(client, "phonexia", language="en")["id"]
         deadline = 30.0
         while not fake.calls("status") and deadline > 0:
             client.get(f"/jobs/{job_id}", params={"wait": 0.2})
@@ -249,24 +215,20 @@ def test_a_forged_callback_costs_no_vendor_call(
     assert len(fake.calls("status")) == 1
 
 
-def test_with_a_key_the_vendor_sees_a_bearer_token(vendor_gateway: Gateway) -> None:
+def test_with_a_key_the_vendor_sees_a_bearer_token(vendor_gateway: Start) -> None:
     with FakePhonexia(api_key="proxy-secret") as fake:
         fake.progression = ["running"]
-        with gateway_for(vendor_gateway, fake, PHONEXIA_API_KEY="proxy-secret") as client:
-            job = wait_for_job(
-                client, upload(client, provider="phonexia", language="en").json()["id"]
-            )
+        gateway = vendor_gateway(PHONEXIA_BASE_URL=fake.base_url, PHONEXIA_API_KEY="proxy-secret")
+        job = helpers.run_job(gateway, "phonexia", language="en")
         assert job["status"] == "completed", job
         assert len(fake.requests) == 3
         assert {r.headers["authorization"] for r in fake.requests} == {"Bearer proxy-secret"}
 
 
-def test_a_wrong_key_fails_the_job_without_showing_it(vendor_gateway: Gateway) -> None:
+def test_a_wrong_key_fails_the_job_without_showing_it(vendor_gateway: Start) -> None:
     with FakePhonexia(api_key="right-key") as fake:
-        with gateway_for(vendor_gateway, fake, PHONEXIA_API_KEY="wrong-key-42") as client:
-            job = wait_for_job(
-                client, upload(client, provider="phonexia", language="en").json()["id"]
-            )
+        gateway = vendor_gateway(PHONEXIA_BASE_URL=fake.base_url, PHONEXIA_API_KEY="wrong-key-42")
+        job = helpers.run_job(gateway, "phonexia", language="en")
         assert job["status"] == "failed"
         assert job["error"]["code"] == "provider_auth"
         assert "wrong-key-42" not in json.dumps(job)
