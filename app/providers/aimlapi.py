@@ -22,7 +22,6 @@ AssemblyAI's transcript object (times in milliseconds) and OpenAI's ``{text}``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Iterable
@@ -43,6 +42,7 @@ from app.providers.base import (
     SubmitRequest,
 )
 from app.providers.http import json_object, send
+from app.providers.upload import open_audio
 from app.transcripts import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -600,8 +600,7 @@ class AimlApiProvider:
             part = "file" if model_family(options.model) == "openai" else "audio"
             filename = request.filename or f"audio.{request.audio_format or 'bin'}"
             content_type = request.content_type or "application/octet-stream"
-            audio = await asyncio.to_thread(request.audio_path.open, "rb")
-            try:
+            async with open_audio(request.audio_path) as audio:
                 body = await self._send(
                     "POST",
                     url,
@@ -610,8 +609,6 @@ class AimlApiProvider:
                     files={part: (filename, audio, content_type)},
                     timeout=_SUBMIT_TIMEOUT,
                 )
-            finally:
-                audio.close()
         elif request.source_url:
             body = await self._send(
                 "POST",

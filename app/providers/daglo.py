@@ -11,7 +11,6 @@ takes that as a hint to poll now.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from itertools import groupby
@@ -31,6 +30,7 @@ from app.providers.base import (
     SubmitRequest,
 )
 from app.providers.http import json_object, send
+from app.providers.upload import open_audio
 from app.transcripts import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -397,13 +397,7 @@ class DagloProvider:
         assert request.audio_path is not None
         filename = request.filename or f"{request.job_id}.{request.audio_format or 'bin'}"
         content_type = request.content_type or "application/octet-stream"
-        try:
-            audio = await asyncio.to_thread(request.audio_path.open, "rb")
-        except FileNotFoundError:
-            raise PermanentProviderError(
-                "internal", "the job's uploaded audio is no longer stored"
-            ) from None
-        try:
+        async with open_audio(request.audio_path) as audio:
             return await send(
                 self._http,
                 "POST",
@@ -414,8 +408,6 @@ class DagloProvider:
                 data=multipart_fields(fields),
                 files={"file": (filename, audio, content_type)},
             )
-        finally:
-            audio.close()
 
     async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
         response = await send(

@@ -40,6 +40,7 @@ from app.providers.base import (
     SubmitRequest,
 )
 from app.providers.http import json_object, send
+from app.providers.upload import open_audio
 from app.transcripts import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -405,8 +406,7 @@ class InfomaniakProvider:
         # The reference shows a JSON body with `file` as a string, yet says the input
         # is OpenAI's; OpenAI's transcription endpoint takes multipart, and a string
         # cannot carry the audio, so the file goes as a multipart part.
-        handle = await asyncio.to_thread(path.open, "rb")
-        try:
+        async with open_audio(path) as audio:
             response = await send(
                 self._http,
                 "POST",
@@ -415,10 +415,8 @@ class InfomaniakProvider:
                 operation="submit",
                 headers=self._headers,
                 data=form_fields(options, request.language),
-                files={"file": (_upload_name(request), handle, _upload_type(request))},
+                files={"file": (_upload_name(request), audio, _upload_type(request))},
             )
-        finally:
-            handle.close()
         body = json_object(response, vendor=NAME, operation="submit")
         if (refused := refusal_in(body, "submit")) is not None:
             raise refused

@@ -22,7 +22,6 @@ for a format it was not asked for is undocumented).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, get_args
@@ -44,6 +43,7 @@ from app.providers.base import (
     SubmitRequest,
 )
 from app.providers.http import json_object, send
+from app.providers.upload import open_audio
 from app.transcripts import Transcript
 
 log = logging.getLogger(__name__)
@@ -345,8 +345,7 @@ class KlangioProvider:
         if not isinstance(options, KlangioOptions):  # the worker validates with options_model
             raise TypeError(f"klangio options must be KlangioOptions, not {type(options)}")
         filename, content_type = upload_name_and_type(request)
-        audio = await asyncio.to_thread(request.audio_path.open, "rb")
-        try:
+        async with open_audio(request.audio_path) as audio:
             response = await self._call(
                 "POST",
                 f"{self._base}/transcription",
@@ -355,8 +354,6 @@ class KlangioProvider:
                 data=transcription_form(options),
                 files={"file": (filename, audio, content_type)},
             )
-        finally:
-            audio.close()
         body = self._json(response, "submit")
         klangio_id = created_job_id(body)
         announced = announced_outputs(body)

@@ -12,7 +12,6 @@ self-hosted servers give text alone. Whatever is missing stays empty.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import logging
 import re
@@ -35,6 +34,7 @@ from app.providers.base import (
     SubmitRequest,
 )
 from app.providers.http import json_object, send
+from app.providers.upload import open_audio
 from app.transcripts import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -526,9 +526,7 @@ class OpenAIProvider:
         self, request: SubmitRequest, options: OpenAIOptions, *, verbose: bool
     ) -> httpx.Response:
         assert request.audio_path is not None
-        # Opened off the event loop; httpx streams it in chunks as the request goes out.
-        audio = await asyncio.to_thread(request.audio_path.open, "rb")
-        try:
+        async with open_audio(request.audio_path) as audio:
             return await send(
                 self._http,
                 "POST",
@@ -540,8 +538,6 @@ class OpenAIProvider:
                 files={"file": (upload_name(request), audio, upload_content_type(request))},
                 timeout=TIMEOUT,
             )
-        finally:
-            audio.close()
 
     async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
         raise PermanentProviderError(

@@ -14,7 +14,6 @@ authentication (a key, when set, is for an authenticating proxy in front of it).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Annotated, Any, ClassVar, Literal
@@ -33,6 +32,7 @@ from app.providers.base import (
     SubmitRequest,
 )
 from app.providers.http import json_object, send
+from app.providers.upload import open_audio
 from app.transcripts import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -332,10 +332,9 @@ class PhonexiaProvider:
         data: dict[str, str] = {}
         if (config := submit_config(options)) is not None:
             data["config"] = json.dumps(config)
-        audio = await asyncio.to_thread(request.audio_path.open, "rb")
-        try:
-            filename = request.filename or request.audio_path.name
-            content_type = request.content_type or "application/octet-stream"
+        filename = request.filename or request.audio_path.name
+        content_type = request.content_type or "application/octet-stream"
+        async with open_audio(request.audio_path) as audio:
             response = await self._send(
                 "POST",
                 self._base + _PATHS[options.engine],
@@ -346,8 +345,6 @@ class PhonexiaProvider:
                 # Lets an operator find our job in the appliance's logs.
                 headers={"X-Correlation-Id": request.job_id},
             )
-        finally:
-            audio.close()
         location = response.headers.get("location") or response.headers.get("x-location")
         try:
             body = json_object(response, vendor=VENDOR, operation="submit")
