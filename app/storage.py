@@ -23,17 +23,25 @@ class BlobWriter:
     at once, so the event loop goes on receiving while the disk works. At most
     one buffer is in the thread at a time, which keeps the writes in order and
     the memory per upload under two buffers.
+
+    The first buffers are smaller (``FIRST_FLUSH_BYTES``, doubling): with one
+    1 MiB buffer a 1 MiB upload was hashed and written only after its last byte,
+    all of it in the request's time; now most of it is done while the rest
+    arrives, and a large upload still goes in 1 MiB buffers.
     """
 
+    FIRST_FLUSH_BYTES = 128 * 1024
     FLUSH_BYTES = 1024 * 1024
 
     def __init__(self, final_path: Path) -> None:
         self._final = final_path
         self._part = final_path.with_name(f"{final_path.name}.{uuid.uuid4().hex}.part")
         self._file: BinaryIO | None = None
+        self._renamed = False
         self._in_thread: asyncio.Future[None] | None = None
         self._pending: list[bytes] = []
         self._pending_size = 0
+        self._flush_at = self.FIRST_FLUSH_BYTES
         self._sha256 = hashlib.sha256()
         self.size = 0
         self.head = b""  # the first bytes, for sniffing the format
@@ -47,7 +55,7 @@ class BlobWriter:
 
     @property
     def needs_flush(self) -> bool:
-        return self._pending_size >= self.FLUSH_BYTES
+        return self._pending_size >= self._flush_at
 
     async def flush(self) -> None:
         if not self._pending:
@@ -55,13 +63,16 @@ class BlobWriter:
         # The chunks go to the thread as they are: joining them here would copy
         # every byte once more on the event loop.
         chunks, self._pending, self._pending_size = self._pending, [], 0
+        self._flush_at = min(2 * self._flush_at, self.FLUSH_BYTES)
         await self._wait_for_thread()
         self._in_thread = asyncio.get_running_loop().run_in_executor(None, self._write_out, chunks)
 
     async def _wait_for_thread(self) -> None:
         if self._in_thread is not None:
-            in_thread, self._in_thread = self._in_thread, None
-            await in_thread
+            # Shielded: a request cancelled here leaves the write running and
+            # known, so ``abort`` waits for it before it closes the file.
+            await asyncio.shield(self._in_thread)
+            self._in_thread = None
 
     def _write_out(self, chunks: list[bytes]) -> None:
         if self._file is None:
@@ -77,26 +88,36 @@ class BlobWriter:
         return self._sha256.hexdigest()
 
     async def commit(self) -> None:
-        await self.flush()
+        # The last buffer, the close and the rename in one trip to a thread.
+        chunks, self._pending, self._pending_size = self._pending, [], 0
         await self._wait_for_thread()
-        await asyncio.to_thread(self._close_and_rename)
+        loop = asyncio.get_running_loop()
+        self._in_thread = loop.run_in_executor(None, self._write_out_and_rename, chunks)
+        await self._wait_for_thread()
 
-    def _close_and_rename(self) -> None:
-        if self._file is None:
-            self._write_out([])
+    def _write_out_and_rename(self, chunks: list[bytes]) -> None:
+        self._write_out(chunks)
         assert self._file is not None
         self._file.close()
         os.replace(self._part, self._final)
+        self._renamed = True
 
     def abort(self) -> None:
         self._pending = []
         if self._in_thread is not None and not self._in_thread.done():
             # The thread still holds the file: let it finish, then clean up.
-            self._in_thread.add_done_callback(lambda _: self.abort())
+            self._in_thread.add_done_callback(self._abort_when_done)
             return
         if self._file is not None:
             self._file.close()
             self._part.unlink(missing_ok=True)
+
+    def _abort_when_done(self, in_thread: asyncio.Future[None]) -> None:
+        if not in_thread.cancelled():
+            in_thread.exception()  # a failed write: nothing to report, the blob is dropped
+        self.abort()
+        if self._renamed:  # a commit given up on finished its rename after all
+            self._final.unlink(missing_ok=True)
 
 
 class LocalStorage:

@@ -45,3 +45,35 @@ def test_keys_cannot_leave_the_root(tmp_path):
         with pytest.raises(ValueError):
             storage.path(key)
     assert storage.path("jobs/job_1/artifacts/midi") == tmp_path / "jobs/job_1/artifacts/midi"
+
+
+async def test_small_uploads_go_to_the_thread_before_their_last_byte(tmp_path):
+    # The first buffer is 128 KiB and each next one twice the last, up to 1 MiB:
+    # a 1 MiB upload is mostly written while it arrives, a large one in 1 MiB writes.
+    writer = LocalStorage(tmp_path).writer("jobs/job_3/audio")
+    flushed_at: list[int] = []
+    chunk = b"y" * 65536
+    for _ in range(96):  # 6 MiB
+        writer.write(chunk)
+        if writer.needs_flush:
+            flushed_at.append(writer.size // 65536)
+            await writer.flush()
+    await writer.commit()
+    assert flushed_at == [2, 6, 14, 30, 46, 62, 78, 94]  # 128 K, 256 K, 512 K, then 1 MiB
+    assert (tmp_path / "jobs/job_3/audio").stat().st_size == 96 * 65536
+
+
+async def test_a_commit_cancelled_in_its_thread_leaves_nothing(tmp_path):
+    storage = LocalStorage(tmp_path)
+    writer = storage.writer("jobs/job_4/audio")
+    writer.write(os.urandom(8 * 1024 * 1024))  # long enough to be cut off in the thread
+    commit = asyncio.create_task(writer.commit())
+    await asyncio.sleep(0.001)
+    commit.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await commit
+    writer.abort()  # as the request's cleanup does; the thread may still be writing
+    storage.delete_prefix("jobs/job_4")
+    await asyncio.sleep(0.5)
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert leftovers == []
