@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.db import create_engine, create_session_factory
 from app.events import EventHub
+from app.http_transport import AiohttpTransport
 from app.providers.guard import VendorGuard
 from app.providers.registry import ProviderRegistry
 from app.queue.worker import Worker
@@ -38,7 +39,7 @@ class GatewayContext:
         engine = create_engine(settings.database_url)
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=10.0),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            transport=AiohttpTransport(httpx.Limits(max_connections=100)),
             follow_redirects=False,
         )
         return cls(
