@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     database_url: str = DEFAULT_DATABASE_URL
+    # PostgreSQL connections each process keeps (and as many again for its busiest moments)
+    database_pool_size: int = Field(default=20, ge=1)
     storage_dir: Path = Path("./var/blobs")
     public_base_url: str | None = None
     # Key of the signed callback and media links; unset: a key file in STORAGE_DIR

@@ -36,7 +36,7 @@ class GatewayContext:
 
     @classmethod
     def build(cls, settings: Settings) -> GatewayContext:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, settings.database_pool_size)
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=10.0),
             transport=AiohttpTransport(httpx.Limits(max_connections=100)),

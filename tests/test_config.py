@@ -1,10 +1,11 @@
-"""Settings: embedded defaults, and empty values counted as unset."""
+"""Settings: embedded defaults, empty values counted as unset, the pool size applied."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from app.config import DEFAULT_DATABASE_URL, Settings
+from app.context import GatewayContext
 from app.providers.registry import ProviderRegistry
 
 
@@ -33,3 +34,22 @@ def test_local_provider_can_be_turned_off(monkeypatch, tmp_path):
     registry = ProviderRegistry.from_settings(Settings(), http=None)  # type: ignore[arg-type]
     assert registry.enabled() == {}
     assert "LOCAL_PROVIDER" in registry.why_unavailable("local")
+
+
+async def test_database_pool_size_sizes_each_process_pool(monkeypatch, tmp_path, postgres_url):
+    # DATABASE_POOL_SIZE connections stay open; as many again are lent at a peak.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "3")
+    settings = Settings()
+    assert settings.database_pool_size == 3
+    ctx = GatewayContext.build(settings)
+    try:
+        pool = ctx.engine.sync_engine.pool
+        held = [await ctx.engine.connect() for _ in range(6)]
+        assert pool.checkedout() == 6  # 3 pooled + 3 overflow, no wait
+        for connection in held:
+            await connection.close()
+        assert pool.checkedin() == 3  # the overflow ones were closed on return
+    finally:
+        await ctx.aclose()
