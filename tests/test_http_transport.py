@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
+import trustme
 
 from app.http_transport import AiohttpTransport
 
@@ -238,3 +240,33 @@ async def test_a_streamed_answer_arrives_as_it_is_sent():
         assert await anext(chunks) == b"first"  # before the rest was sent
         release.set()
         assert b"".join([chunk async for chunk in chunks]) == b"last"
+
+
+async def test_tls_trusts_what_httpx_trusts(monkeypatch, tmp_path):
+    # An unknown CA is refused; the same CA named by SSL_CERT_FILE (httpx's own
+    # setting for its trust store) is taken.
+    ca = trustme.CA()
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ssl)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecure")
+        await writer.drain()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ssl)
+    url = f"https://localhost:{server.sockets[0].getsockname()[1]}/"
+    try:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        async with client() as http:
+            with pytest.raises(httpx.ConnectError):
+                await http.get(url)
+        ca_file = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        async with client() as http:
+            response = await http.get(url)
+        assert response.text == "secure"
+    finally:
+        server.close()
