@@ -20,7 +20,7 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 class RawServer:
-    """Each connection runs ``handler``; what it read is kept in ``requests``."""
+    """A server on 127.0.0.1 that runs ``handler`` on each connection, and counts them."""
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
@@ -193,31 +193,20 @@ async def test_a_slow_but_steady_upload_is_not_cut_off():
     assert response.text == "8000"
 
 
-async def test_a_closed_connection_without_an_answer_is_a_protocol_error():
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)  # then closes
-
-    async with RawServer(handler) as url, client() as http:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await http.get(url)
-
-
-async def test_a_body_cut_short_is_a_protocol_error():
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten..")
-        await writer.drain()
-
-    async with RawServer(handler) as url, client() as http:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await http.get(url)
-
-
-async def test_an_answer_that_is_not_http_is_a_protocol_error():
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"",  # closed without an answer
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten..",  # a body cut short
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n",  # not HTTP
+    ],
+    ids=["no-answer", "body-cut-short", "not-http"],
+)
+async def test_a_broken_answer_is_a_protocol_error(answer):
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
-        await writer.drain()
+        writer.write(answer)
+        await writer.drain()  # then the connection closes
 
     async with RawServer(handler) as url, client() as http:
         with pytest.raises(httpx.RemoteProtocolError):
