@@ -31,33 +31,14 @@ from bench.common import (
     pct,
     postgres,
     script_parser,
-    start,
     stop_all,
     table_head,
     table_row,
     wav_bytes,
 )
-from bench.vs_litellm import Target, base_env, drive, multipart, serve_upstream
+from bench.vs_litellm import Target, drive, multipart, serve_ours, serve_upstream
 from tests.support.gateway import create_key
 from tests.support.postgres import admin, free_port, sqlalchemy_url
-
-
-def serve(
-    checkout: Path, database_url: str, upstream: str, work: Path, name: str
-) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {
-        **base_env(),
-        "DATABASE_URL": database_url,
-        "STORAGE_DIR": str(work / f"storage-{name}"),
-        "LOG_LEVEL": "WARNING",
-        "LOCAL_PROVIDER": "false",
-        "OPENAI_API_KEY": "dummy",
-        "OPENAI_BASE_URL": upstream,
-    }
-    # `-m app.cli` from the checkout's folder: its own app/ comes first on sys.path.
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
-    return start(cmd, env, port, work / f"{name}.log", cwd=checkout), port
 
 
 def run(base: str, mib: float, requests: int, rounds: int, clients: int, work: Path) -> None:
@@ -75,8 +56,11 @@ def run(base: str, mib: float, requests: int, rounds: int, clients: int, work: P
             up_port = free_port()
             procs.append(serve_upstream(up_port, work))
             upstream = f"http://127.0.0.1:{up_port}"
-            a, a_port = serve(checkout, database_url, f"{upstream}/v1", work, "A")
-            b, b_port = serve(REPO, database_url, f"{upstream}/v1", work, "B")
+            a_port, b_port = free_port(), free_port()
+            for side in ("A", "B"):
+                (work / side).mkdir()
+            a = serve_ours(database_url, a_port, f"{upstream}/v1", work / "A", {}, checkout)
+            b = serve_ours(database_url, b_port, f"{upstream}/v1", work / "B", {})
             procs += [a, b]
             key = create_key(database_url, "bench")
             body, content_type = multipart(wav_bytes(int(mib * 1024 * 1024)))

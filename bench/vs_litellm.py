@@ -152,10 +152,16 @@ def serve_litellm(litellm: Path, port: int, upstream: str, work: Path) -> subpro
 
 
 def serve_ours(
-    database_url: str, port: int, upstream: str, work: Path, extra: dict[str, str]
+    database_url: str,
+    port: int,
+    upstream: str,
+    work: Path,
+    extra: dict[str, str],
+    checkout: Path = REPO,
 ) -> subprocess.Popen[bytes]:
     """``stt-gateway serve`` with its worker in the same process, production settings
-    but for the log level (WARNING, as LiteLLM's) and the one provider it needs."""
+    but for the log level (WARNING, as LiteLLM's) and the one provider it needs.
+    ``checkout``: the source tree to run (``-m app.cli`` from there takes its app/)."""
     env = {
         **base_env(),
         "DATABASE_URL": database_url,
@@ -167,7 +173,7 @@ def serve_ours(
         **extra,
     }
     cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
-    return start(cmd, env, port, work / "ours.log")
+    return start(cmd, env, port, work / "ours.log", cwd=checkout)
 
 
 # --- memory and CPU of a process tree ---
