@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=30.0, gt=0)
     provider_deadline_seconds: float = Field(default=900.0, gt=0)
+    # A vendor that gives no hint is polled a tenth of the job's age after the
+    # last look, never sooner than this, never later than 60 s.
+    poll_min_seconds: float = Field(default=1.0, gt=0, le=60)
     # A submit cut off by a crash may have been accepted (and billed) by the
     # vendor: false fails the job (`submit_interrupted`), true sends it again.
     resubmit_in_doubt: bool = False

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
 from app.jobs import service
-from app.jobs.step import JobStep, poll_delay
+from app.jobs.step import JobStep
 from app.models import Job
 from app.providers.base import PermanentProviderError, ProviderUpdate, RetryableProviderError
 from app.providers.guard import VendorUnavailable
@@ -46,6 +43,6 @@ class PollStep(JobStep):
     ) -> None:
         if update.provider_status and update.provider_status != job.provider_status:
             await service.note_provider_status(session, job.id, update.provider_status)
-        run_at = utcnow() + timedelta(seconds=poll_delay(job, update.poll_after))
+        run_at = self._next_poll_at(job, update.poll_after)
         # Still working is not a failure: the attempt count starts again.
         await queue.reschedule(session, task, run_at, reset_attempts=True)

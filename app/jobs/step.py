@@ -39,12 +39,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def poll_delay(job: Job, hint: float | None) -> float:
-    """Poll young jobs often and old ones rarely: a tenth of the job's age, 1 s to 60 s."""
+def poll_delay(job: Job, hint: float | None, shortest: float) -> float:
+    """Poll young jobs often and old ones rarely: a tenth of the job's age,
+    ``shortest`` (POLL_MIN_SECONDS) to 60 s; a vendor's own hint, 0.5 s to 300 s."""
     if hint is not None:
         return max(0.5, min(hint, 300.0))
     age = (utcnow() - job.created_at).total_seconds()
-    return max(1.0, min(age / 10, 60.0))
+    return max(shortest, min(age / 10, 60.0))
 
 
 class JobStep:
@@ -61,6 +62,11 @@ class JobStep:
             await queue.finish(session, task)
             await session.commit()
             return None
+
+    def _next_poll_at(self, job: Job, hint: float | None) -> datetime:
+        return utcnow() + timedelta(
+            seconds=poll_delay(job, hint, self.ctx.settings.poll_min_seconds)
+        )
 
     def _provider(self, job: Job) -> Provider:
         provider = self.ctx.providers.get(job.provider)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import retry_while_unreachable, utcnow
+from app.db import retry_while_unreachable
 from app.events import commit
 from app.jobs import ledger, repository, service
 from app.jobs.held import HeldSubmit
 from app.jobs.sources import download_source
-from app.jobs.step import JobStep, poll_delay
+from app.jobs.step import JobStep
 from app.links import callback_url, media_url
 from app.models import Job
 from app.providers.base import (
@@ -168,5 +167,5 @@ class SubmitStep(JobStep):
             session, job.id, update.provider_job_id, update.provider_status
         )
         await queue.finish(session, task)
-        run_at = utcnow() + timedelta(seconds=poll_delay(job, update.poll_after))
+        run_at = self._next_poll_at(job, update.poll_after)
         await queue.enqueue(session, service.POLL_TASK, job.id, run_at=run_at)

@@ -15,10 +15,15 @@ from tests.support.vendor import wait_for_job
 
 
 @pytest.fixture
-def scripted(monkeypatch, postgres_url, make_settings, start_gateway):
+def scripted_provider(monkeypatch):
+    """The provider ``scripted``, with nothing scripted yet."""
     ScriptedProvider.reset()
     spec = registry.ProviderSpec(("LOCAL_PROVIDER",), "tests.support.scripted_provider:build")
     monkeypatch.setitem(registry.SPECS, "scripted", spec)
+
+
+@pytest.fixture
+def scripted(scripted_provider, postgres_url, make_settings, start_gateway):
     gateway = start_gateway(make_settings(postgres_url))
     with gateway.client(create_key(postgres_url, "acme")) as client:
         yield gateway, client
@@ -40,6 +45,22 @@ def test_submit_then_poll_until_completed(scripted):
     assert len(_calls("fetch")) == 3
     transcript = client.get(f"/jobs/{job['id']}/transcript").json()
     assert [w["text"] for w in transcript["segments"][0]["words"]] == ["hello", "world"]
+
+
+@pytest.mark.parametrize("shortest", [0.2, 1.0])
+def test_a_young_job_is_polled_every_poll_min_seconds(
+    scripted_provider, postgres_url, make_settings, start_gateway, shortest
+):
+    gateway = start_gateway(make_settings(postgres_url, poll_min_seconds=shortest))
+    ScriptedProvider.fetches.extend([ProviderUpdate("processing", "v1", "busy")] * 2)
+    ScriptedProvider.fetches.append(completed())
+    with gateway.client(create_key(postgres_url, "acme")) as client:
+        job = wait_for_job(client, upload(client, provider="scripted").json()["id"])
+    assert job["status"] == "completed"
+    first, second, third = ScriptedProvider.fetched_at
+    # A tenth of a few seconds' age is under either floor: the floor sets the pace.
+    for gap in (second - first, third - second):
+        assert shortest * 0.95 <= gap < shortest + 0.6, gap
 
 
 def test_submit_is_given_the_callback_link_only_with_a_public_url(scripted):

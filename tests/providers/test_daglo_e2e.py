@@ -252,7 +252,7 @@ def test_a_duplicate_callback_after_completion_changes_nothing(
 def test_a_forged_callback_is_a_404_and_costs_no_status_call(start: Start, fake: FakeDaglo) -> None:
     fake.callbacks_enabled = False
     fake.step_seconds = 30  # the job stays processing
-    gateway, key = start()
+    gateway, key = start(poll_min_seconds=1.0)  # the poll interval measured below
     with gateway.client(key) as client:
         job = helpers.create_job(client, "daglo")
         helpers.wait_until(lambda: len(fake.calls("status")) >= 1)

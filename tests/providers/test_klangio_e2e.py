@@ -113,7 +113,7 @@ def test_source_url_is_downloaded_and_sent_as_a_file(klangio: Start, fake: FakeK
 
 def test_without_callbacks_the_job_completes_by_polling(klangio: Start, fake: FakeKlangio):
     fake.callbacks_enabled = False
-    done = helpers.run_job(klangio(), "klangio")
+    done = helpers.run_job(klangio(poll_min_seconds=1.0), "klangio")
     assert done["status"] == "completed", done
     assert fake.callbacks_sent == []
     statuses = fake.status_times()
@@ -236,7 +236,7 @@ def _with_query(url: str, **changes: str | None) -> str:
 def test_forged_callbacks_are_404_and_cost_no_vendor_call(klangio: Start, fake: FakeKlangio):
     fake.callbacks_enabled = False  # only this test's own POSTs reach the gateway
     fake.steps = ["IN_QUEUE"] * 50  # the jobs stay queued at Klangio
-    gateway, key = klangio()
+    gateway, key = klangio(poll_min_seconds=1.0)  # the poll interval measured below
     with gateway.client(key) as client:
         job = helpers.create_job(client, "klangio")
         other = helpers.create_job(client, "klangio")  # a second job, to borrow the id of

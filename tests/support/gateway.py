@@ -31,6 +31,7 @@ def gateway_settings(database_url: str, storage_dir: Path, **overrides: object) 
         "storage_dir": storage_dir,
         "allow_private_urls": True,
         "worker_poll_seconds": 0.5,
+        "poll_min_seconds": 0.2,  # the fakes answer at once: no need to wait 1 s a poll
         "retry_base_seconds": 0.2,
         "retry_max_seconds": 2.0,
         "task_lease_seconds": 30.0,
@@ -108,6 +109,7 @@ def gateway_env(settings: Settings, **extra: str) -> dict[str, str]:
         STORAGE_DIR=str(settings.storage_dir),
         ALLOW_PRIVATE_URLS="true",
         WORKER_POLL_SECONDS=str(settings.worker_poll_seconds),
+        POLL_MIN_SECONDS=str(settings.poll_min_seconds),
         RETRY_BASE_SECONDS=str(settings.retry_base_seconds),
         RETRY_MAX_SECONDS=str(settings.retry_max_seconds),
         TASK_LEASE_SECONDS=str(settings.task_lease_seconds),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any, ClassVar
 
@@ -31,12 +32,14 @@ class ScriptedProvider:
     submits: ClassVar[deque[Any]] = deque()
     fetches: ClassVar[deque[Any]] = deque()
     calls: ClassVar[list[tuple[str, Any]]] = []
+    fetched_at: ClassVar[list[float]] = []  # time.monotonic() of each fetch
 
     @classmethod
     def reset(cls) -> None:
         cls.submits.clear()
         cls.fetches.clear()
         cls.calls.clear()
+        cls.fetched_at.clear()
 
     async def submit(self, request: SubmitRequest) -> ProviderUpdate:
         self.calls.append(("submit", request))
@@ -44,6 +47,7 @@ class ScriptedProvider:
 
     async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
         self.calls.append(("fetch", provider_job_id))
+        self.fetched_at.append(time.monotonic())
         return _answer(self.fetches, ProviderUpdate("processing", provider_job_id, "running"))
 
     async def cancel(self, provider_job_id: str) -> None:
