@@ -3,18 +3,20 @@
     python bench/vs_litellm.py [--requests 256] [--big-requests 64] [--rounds 4]
                                [--json out.json] [--py-spy DIR] [--gateway-env K=V]
 
-Three targets in front of one fake OpenAI-compatible upstream
+Four targets in front of one fake OpenAI-compatible upstream
 (bench/fake_openai_upstream.py, answers at once): the upstream itself
-("direct"), LiteLLM's proxy routing to it as ``openai/whisper-1``, and our
-gateway (``stt-gateway serve`` with its worker, on PostgreSQL, the ``openai``
+("direct"), a bare relay (bench/null_relay.py: what the server stack alone
+adds, the floor under any gateway on it), LiteLLM's proxy routing to it as
+``openai/whisper-1``, and our gateway (``stt-gateway serve`` with its worker,
+on PostgreSQL, the ``openai``
 provider). The same client sends the same multipart body (a 1 MiB or 20 MiB
 16 kHz mono WAV, ``model=openai/whisper-1``) to each, with 1 and 32
 concurrent clients: a warm-up, then rounds that rotate the targets' order so
-the machine's noise hits all three alike. Prints, per cell, p50/p99, the
+the machine's noise hits all four alike. Prints, per cell, p50/p99, the
 latency each gateway adds over direct (its percentile minus direct's),
 throughput, CPU time per request (of the gateway's processes; for ours also
 PostgreSQL's), peak memory (VmHWM of the process tree, reset before the
-cell) and the ratios ours/LiteLLM. About three minutes on 2 cores.
+cell), the ratios ours/LiteLLM and floor/LiteLLM. About four minutes on 2 cores.
 
 Every answer must be a 200 whose text is the upstream's, and the upstream
 must have had one whole file per request; a target with any error in a cell
@@ -69,8 +71,9 @@ LITELLM_VENV = REPO / "bench" / ".venv-litellm"
 LITELLM_SPEC = "litellm[proxy]"
 LITELLM_KEY = "sk-bench-master-key"  # the proxy's master key: checked in memory, no database
 MODEL = "openai/whisper-1"  # our naming (provider/vendor-model), and LiteLLM's model_name
-TARGETS = ("direct", "litellm", "ours")
-GATEWAYS = ("litellm", "ours")
+TARGETS = ("direct", "relay", "litellm", "ours")
+# relay: bench/null_relay.py, the floor (what a bare relay on our server stack adds)
+GATEWAYS = ("relay", "litellm", "ours")
 MIB = 1024 * 1024
 SIZES_MIB = (1, 20)
 CONCURRENCY = (1, 32)
@@ -133,6 +136,13 @@ def serve_upstream(port: int, work: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "uvicorn", "bench.fake_openai_upstream:app",
            "--port", str(port), "--log-level", "warning"]  # fmt: skip
     return start(cmd, base_env(), port, work / "upstream.log")
+
+
+def serve_relay(port: int, upstream: str, work: Path) -> subprocess.Popen[bytes]:
+    """bench/null_relay.py on uvicorn with our server's stack (uvloop, httptools)."""
+    cmd = [sys.executable, "-m", "uvicorn", "bench.null_relay:app", "--port", str(port),
+           "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    return start(cmd, {**base_env(), "UPSTREAM": upstream}, port, work / "relay.log")
 
 
 def serve_litellm(litellm: Path, port: int, upstream: str, work: Path) -> subprocess.Popen[bytes]:
@@ -404,8 +414,8 @@ def summarise(results: dict[str, TargetResult], size_mib: int, concurrency: int)
             t[f"added_{q}_ms"] = mine - base if mine is not None and base is not None else None
     ours, theirs = cell["targets"]["ours"], cell["targets"]["litellm"]
 
-    def ratio(key: str) -> float | None:
-        a, b = ours[key], theirs[key]
+    def ratio(key: str, mine: dict[str, Any] = ours) -> float | None:
+        a, b = mine[key], theirs[key]
         return a / b if a is not None and b else None
 
     cell["ratios_ours_over_litellm"] = {
@@ -414,6 +424,11 @@ def summarise(results: dict[str, TargetResult], size_mib: int, concurrency: int)
         "req_per_s": ratio("req_per_s"),
         "cpu_per_req": ratio("cpu_ms_per_req"),
         "peak_rss": ratio("peak_rss_mib"),
+    }
+    floor = cell["targets"]["relay"]
+    cell["ratios_relay_over_litellm"] = {
+        "added_p50": ratio("added_p50_ms", floor),
+        "added_p99": ratio("added_p99_ms", floor),
     }
     return cell
 
@@ -432,7 +447,12 @@ def print_cell(cell: dict[str, Any]) -> None:
           f"{cell['requests']} requests per target in {cell['rounds']} rounds\n")  # fmt: skip
     print(table_head(["target", "ok", "errors", "p50 ms", "p99 ms", "added p50 ms",
                       "added p99 ms", "req/s", "CPU ms/req", "peak RSS MiB"]))  # fmt: skip
-    labels = {"direct": "upstream direct", "litellm": "LiteLLM proxy", "ours": "stt-gateway"}
+    labels = {
+        "direct": "upstream direct",
+        "relay": "bare relay (the floor)",
+        "litellm": "LiteLLM proxy",
+        "ours": "stt-gateway",
+    }
     for name, t in cell["targets"].items():
         print(
             f"| {labels[name]} | {t['ok']} | {t['errors']} | {_f(t['p50_ms'])} "
@@ -446,6 +466,9 @@ def print_cell(cell: dict[str, Any]) -> None:
         f"CPU per request {_f(r['cpu_per_req'], 2)} (without PostgreSQL's); "
         f"peak RSS {_f(r['peak_rss'], 2)} (goal < {GOAL_MEMORY_RATIO})"
     )
+    f = cell["ratios_relay_over_litellm"]
+    print(f"the floor (bare relay)/LiteLLM: added p50 {_f(f['added_p50'], 2)}, "
+          f"added p99 {_f(f['added_p99'], 2)}")  # fmt: skip
     for name, t in cell["targets"].items():
         for sample in t["error_samples"]:
             print(f"  {name} error: {sample}")
@@ -482,17 +505,20 @@ def start_targets(
     the upstream's URL."""
     admin(server.admin_dsn, "CREATE DATABASE gateway")
     database_url = sqlalchemy_url(server.admin_dsn, "gateway")
-    up_port, ll_port, our_port = free_port(), free_port(), free_port()
+    up_port, relay_port, ll_port, our_port = free_port(), free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}"
     procs.append(serve_upstream(up_port, work))
+    procs.append(serve_relay(relay_port, upstream, work))
     procs.append(serve_litellm(litellm, ll_port, f"{upstream}/v1", work))
     procs.append(serve_ours(database_url, our_port, f"{upstream}/v1", work, extra))
     key = create_key(database_url, "bench")
     postmaster = postmaster_pid(server)
     path = "/v1/audio/transcriptions"
-    up, ll, ours = (proc.pid for proc in procs)
+    up, relay, ll, ours = (proc.pid for proc in procs)
     targets = [
         Target("direct", f"{upstream}{path}", {"Authorization": "Bearer dummy"}, None, up),
+        Target("relay", f"http://127.0.0.1:{relay_port}{path}",
+               {"Authorization": "Bearer dummy"}, relay, relay),
         Target("litellm", f"http://127.0.0.1:{ll_port}{path}",
                {"Authorization": f"Bearer {LITELLM_KEY}"}, ll, ll),
         Target("ours", f"http://127.0.0.1:{our_port}{path}",
@@ -514,8 +540,9 @@ def run(args: argparse.Namespace, litellm: Path, work: Path) -> dict[str, Any]:
             idle = {t.name: tree_memory_mib(t.pid)[0] for t in targets if t.pid is not None}
             host = machine()
             print(f"machine: {host}")
-            print(f"LiteLLM {litellm_version()}; RSS after start: "
-                  f"LiteLLM {idle['litellm']:.0f} MiB, ours {idle['ours']:.0f} MiB")  # fmt: skip
+            print(f"LiteLLM {litellm_version()}; RSS after start: bare relay "
+                  f"{idle['relay']:.0f} MiB, LiteLLM {idle['litellm']:.0f} MiB, "
+                  f"ours {idle['ours']:.0f} MiB")  # fmt: skip
             cells = []
             for size_mib in args.sizes:
                 requests = args.requests if size_mib < 10 else args.big_requests
