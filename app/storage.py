@@ -7,6 +7,7 @@ sees half a file and a crash leaves only a ``.part`` file behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -101,6 +102,17 @@ class BlobWriter:
         self._file.close()
         os.replace(self._part, self._final)
         self._renamed = True
+
+    async def discard(self) -> None:
+        """``abort``, once the write in the thread (if any) is over: when it
+        returns nothing of the blob is left on disk. Cancelled while it waits,
+        it leaves the clean-up to ``abort``'s callback."""
+        try:
+            if self._in_thread is not None:
+                with contextlib.suppress(Exception):  # a failed write: the blob is dropped
+                    await asyncio.shield(self._in_thread)
+        finally:
+            self.abort()
 
     def abort(self) -> None:
         self._pending = []

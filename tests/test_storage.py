@@ -63,6 +63,16 @@ async def test_small_uploads_go_to_the_thread_before_their_last_byte(tmp_path):
     assert (tmp_path / "jobs/job_3/audio").stat().st_size == 96 * 65536
 
 
+async def test_discard_waits_for_the_write_in_the_thread(tmp_path):
+    storage = LocalStorage(tmp_path)
+    writer = storage.writer("jobs/job_5/audio")
+    writer.write(os.urandom(16 * 1024 * 1024))  # a write that takes a while in the thread
+    await writer.flush()
+    assert not writer._in_thread.done()  # still writing: abort() would leave the .part for now
+    await writer.discard()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
 async def test_a_commit_cancelled_in_its_thread_leaves_nothing(tmp_path):
     storage = LocalStorage(tmp_path)
     writer = storage.writer("jobs/job_4/audio")

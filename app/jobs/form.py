@@ -78,6 +78,9 @@ class DigestSink:
     def abort(self) -> None:
         pass
 
+    async def discard(self) -> None:
+        pass
+
     @property
     def sha256(self) -> str:
         return self._sha256.hexdigest()

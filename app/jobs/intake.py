@@ -217,7 +217,7 @@ async def read_form(
         else:
             writer.abort()
     except BaseException:
-        writer.abort()
+        await writer.discard()  # the 4xx goes out with nothing of the file left on disk
         raise
     return reader, upload
 

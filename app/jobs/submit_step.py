@@ -151,7 +151,7 @@ class SubmitStep(JobStep):
             )
             await writer.commit()
         except BaseException:
-            writer.abort()
+            await writer.discard()
             raise
         async with self.ctx.sessions() as session:
             stored = await repository.get(session, job.id)
