@@ -39,7 +39,7 @@ def callback_url(fake: FakeDaglo) -> str:
 
 
 def test_an_upload_completes_with_words_times_and_speakers(start: Start, fake: FakeDaglo) -> None:
-    gateway, key = start()
+    gateway, key = start(poll_min_seconds=1.0)  # Daglo's callbacks come before a poll would
     options = {
         "sttConfig": {"speakerDiarization": {"enable": True, "speakerCountHint": 2}},
         "nlpConfig": {"keywordExtraction": {"enable": True, "maxCount": 1}},

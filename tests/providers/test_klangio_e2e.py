@@ -41,7 +41,7 @@ def klangio(vendor_gateway: Start, fake: FakeKlangio) -> Start:
 def test_upload_is_transcribed_into_the_requested_files(klangio: Start, fake: FakeKlangio):
     fake.quant_path = "midi_unq"  # the MIDI page's path: /midi_quant is a 404 here
     outputs = ["midi", "midi_quant", "mxml", "pdf", "gp5"]
-    gateway, key = klangio()
+    gateway, key = klangio(poll_min_seconds=1.0)  # Klangio's webhook comes before a poll would
     with gateway.client(key) as client:
         options = {"model": "guitar", "outputs": outputs, "title": "Hello", "composer": "Espeak"}
         done = helpers.finished_job(client, "klangio", options=options)
