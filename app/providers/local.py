@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
+import os
 import re
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -99,6 +102,7 @@ class LocalProvider:
                 # Not fork: the parent runs an event loop and threads a child must not inherit.
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
@@ -199,10 +203,25 @@ def build_transcript(recognition: Recognition) -> Transcript:
 # --- in the worker processes ---
 
 _decoder: Any = None  # this process's pocketsphinx.Decoder
+PARENT_CHECK_SECONDS = 1.0
 
 
-def _init_worker() -> None:
+def _exit_with_parent(parent: int) -> None:
+    """A worker outliving its gateway (killed with -9, or a process that exited
+    before the pool's shutdown reached it) would wait for tasks forever: it
+    holds both ends of the pool's task pipe itself, so no end-of-file comes.
+    Once the parent is gone (this process is re-parented), it leaves; also
+    when the parent died while this process was still starting."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
+
+
+def _init_worker(parent: int) -> None:
     global _decoder
+    threading.Thread(
+        target=_exit_with_parent, args=(parent,), name="exit-with-parent", daemon=True
+    ).start()
     # Imported here so only the worker processes load the model.
     from pocketsphinx import Decoder
 

@@ -1,6 +1,9 @@
 import asyncio
 import multiprocessing
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,6 +174,52 @@ async def test_a_dead_worker_is_retryable_and_the_pool_is_rebuilt() -> None:
         assert update.status == "completed"
     finally:
         local.close()
+
+
+# A gateway that starts its engine, says which process the engine runs in (at
+# once, or once the engine is up), and waits to be killed.
+_GATEWAY_WITH_ENGINE = """
+import os, sys, time
+from app.providers.local import LocalProvider
+pool = LocalProvider()._executor()
+started = pool.submit(os.getpid)
+if sys.argv[1] == "starting":
+    print(*pool._processes, flush=True)
+else:
+    print(started.result(timeout=120), flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's new parent may not reap it at once)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize("engine_is", ["starting", "idle"])
+def test_an_engine_process_leaves_when_its_gateway_is_killed(engine_is: str) -> None:
+    # Killed while its engine was still starting, a gateway used to leave the
+    # engine's process waiting for work forever (seen after kill -9 tests).
+    gateway = subprocess.Popen(
+        [sys.executable, "-c", _GATEWAY_WITH_ENGINE, engine_is],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert gateway.stdout is not None
+        engine = int(gateway.stdout.readline())
+        assert _running(engine)
+    finally:
+        gateway.kill()
+        gateway.wait()
+    deadline = time.monotonic() + 20
+    while _running(engine) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(engine), "the engine process outlived its gateway"
 
 
 async def test_fetch_is_not_supported_and_cancel_is_a_no_op() -> None:
