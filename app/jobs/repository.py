@@ -11,22 +11,26 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     CTE,
     Insert,
     Select,
     Update,
+    any_,
     bindparam,
     delete,
     insert,
     select,
     true,
     tuple_,
+    type_coerce,
     update,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from app.db import utcnow
@@ -250,7 +254,9 @@ async def set_status(
 
     ``announce_on``: the same statement NOTIFYs this channel with the job's id
     (PostgreSQL; see ``events.notify_column``)."""
-    change = _move_job(tuple(values), provider is not None, notifying(session, announce_on))
+    change = _move_job(
+        tuple(values), provider is not None, notifying(session, announce_on), _on_postgres(session)
+    )
     moved = await session.execute(change, _change_params(job_id, from_statuses, values, provider))
     return moved.first() is not None
 
@@ -265,7 +271,9 @@ async def set_status_returning(
 ) -> Job | None:
     """``set_status``, answering the job as the change left it (None: not moved),
     so what follows in the transaction need not read it again."""
-    change = _as_job(_moved_job(tuple(values), notifying(session, announce_on)))
+    change = _as_job(
+        _moved_job(tuple(values), notifying(session, announce_on), _on_postgres(session))
+    )
     moved = await session.execute(change, _change_params(job_id, from_statuses, values))
     return moved.scalar_one_or_none()
 
@@ -285,14 +293,23 @@ def _change_params(
     return params
 
 
+def _on_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 @functools.cache
-def _change_job(columns: tuple[str, ...], by_provider: bool = False) -> Update:
+def _change_job(columns: tuple[str, ...], by_provider: bool, postgres: bool) -> Update:
     """Set ``columns`` (bound as job_<column>) on the job ``job`` if it is in one of
     ``job_from_statuses`` (and, ``by_provider``, with the provider ``job_if_provider``).
-    Built once per shape, with bound parameters: no statement to build per change."""
+    Built once per shape, with bound parameters: no statement to build per change.
+    ``postgres``: the statuses go as one array; SQLite's expanding IN is rendered
+    again at each execution."""
     jobs = table_of(Job)
-    condition: ColumnElement[bool] = jobs.c.status.in_(
-        bindparam("job_from_statuses", expanding=True)
+    statuses: BindParameter[Any] = bindparam("job_from_statuses", expanding=not postgres)
+    condition: ColumnElement[bool] = (
+        jobs.c.status == any_(type_coerce(statuses, ARRAY(jobs.c.status.type)))
+        if postgres
+        else jobs.c.status.in_(statuses)
     )
     if by_provider:
         condition &= jobs.c.provider == bindparam("job_if_provider")
@@ -305,20 +322,23 @@ def _change_job(columns: tuple[str, ...], by_provider: bool = False) -> Update:
 
 @functools.cache
 def _move_job(
-    columns: tuple[str, ...], by_provider: bool, notify_on: str | None
+    columns: tuple[str, ...], by_provider: bool, notify_on: str | None, postgres: bool
 ) -> ReturningUpdate[Any]:
     """The change, returning the job's id if it moved (and sending its NOTIFY)."""
     jobs = table_of(Job)
-    return _change_job(columns, by_provider).returning(
+    return _change_job(columns, by_provider, postgres).returning(
         jobs.c.id, *notify_column(notify_on, jobs.c.id)
     )
 
 
 @functools.cache
-def _moved_job(columns: tuple[str, ...], notify_on: str | None) -> ReturningUpdate[Any]:
+def _moved_job(
+    columns: tuple[str, ...], notify_on: str | None, postgres: bool
+) -> ReturningUpdate[Any]:
     """The change, returning the whole job (its NOTIFY after its columns)."""
     jobs = table_of(Job)
-    return _change_job(columns).returning(*jobs.c, *notify_column(notify_on, jobs.c.id))
+    change = _change_job(columns, False, postgres)
+    return change.returning(*jobs.c, *notify_column(notify_on, jobs.c.id))
 
 
 async def save_result(session: AsyncSession, job_id: str, transcript: Any, raw: Any) -> None:
@@ -391,7 +411,7 @@ def _complete_in_one(
     sends its NOTIFY, with the result's insert reading the changed row, and the
     task's end and the ledger's settlement beside them."""
     jobs, results = table_of(Job), table_of(JobResult)
-    job = _moved_job(columns, announce_on).cte("changed_job")
+    job = _moved_job(columns, announce_on, True).cte("changed_job")
     result = (
         insert(results)
         .from_select(
