@@ -66,6 +66,14 @@ class GatewayContext:
             ),
         )
 
+    def sessions_for(self, one_statement: bool) -> async_sessionmaker[AsyncSession]:
+        """For a write that PostgreSQL makes in ``one_statement`` (atomic by itself):
+        autocommit sessions, which spare the BEGIN and COMMIT round trips. For
+        anything else (SQLite runs those writes statement by statement), transactions."""
+        if one_statement and self.engine.dialect.name == "postgresql":
+            return self.autocommit_sessions
+        return self.sessions
+
     async def aclose(self) -> None:
         self.providers.close()
         await self.http.aclose()

@@ -122,9 +122,8 @@ async def store_job(
     (and bind the request's Idempotency-Key to it, in the same transaction)."""
     logs.job_id.set(job_id)
     job = await _validated_job(ctx, client, job_id, fields, upload, source_url)
-    # PostgreSQL writes both rows in one statement: no transaction needed, unless a key is bound.
-    one_statement = ctx.engine.dialect.name == "postgresql" and claim is None
-    async with (ctx.autocommit_sessions if one_statement else ctx.sessions)() as session:
+    # PostgreSQL writes both rows in one statement; binding a key is a second one.
+    async with ctx.sessions_for(one_statement=claim is None)() as session:
         await repository.insert_with_first_task(session, job, service.SUBMIT_TASK)
         if claim is not None:
             request_hash = idempotency.fingerprint(fields, upload, source_url)
@@ -157,8 +156,7 @@ async def store_job_to_run_now(
     )
     lease = Lease(new_claim_token(), utcnow() + timedelta(seconds=ctx.settings.task_lease_seconds))
     submission = None
-    one_statement = ctx.engine.dialect.name == "postgresql"
-    async with (ctx.autocommit_sessions if one_statement else ctx.sessions)() as session:
+    async with ctx.sessions_for(one_statement=True)() as session:
         if ledger.is_kept_for(provider):
             task_id, submission = await repository.insert_submitting(
                 session, job, service.SUBMIT_TASK, lease

@@ -138,7 +138,9 @@ class JobStep:
         settlement = None
         if submission is not None:
             settlement = ledger.Settlement(submission, ledger.ACCEPTED, update.provider_job_id)
-        async with self.ctx.sessions() as session:
+        # One statement on PostgreSQL, unless a webhook delivery is written beside it.
+        sessions = self.ctx.sessions_for(one_statement=not job.callback_url)
+        async with sessions() as session:
             completed = await service.complete(
                 session,
                 job.id,
