@@ -43,7 +43,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     if _session is None:
-        _session = aiohttp.ClientSession(auto_decompress=False)
+        # Idle connections closed before the upstream's uvicorn closes them (5 s):
+        # a POST on a connection closing under it would fail, not be retried.
+        connector = aiohttp.TCPConnector(keepalive_timeout=3.0)
+        _session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
     body = await _body(receive)
     headers = {
         name.decode(): value.decode()
