@@ -105,14 +105,17 @@ class BlobWriter:
 
     async def discard(self) -> None:
         """``abort``, once the write in the thread (if any) is over: when it
-        returns nothing of the blob is left on disk. Cancelled while it waits,
-        it leaves the clean-up to ``abort``'s callback."""
+        returns nothing of the blob is left on disk, not even what a commit
+        given up on renamed after all. Cancelled while it waits, it leaves the
+        clean-up to ``abort``'s callback."""
         try:
             if self._in_thread is not None:
                 with contextlib.suppress(Exception):  # a failed write: the blob is dropped
                     await asyncio.shield(self._in_thread)
         finally:
             self.abort()
+            if self._renamed and (self._in_thread is None or self._in_thread.done()):
+                self._final.unlink(missing_ok=True)
 
     def abort(self) -> None:
         self._pending = []

@@ -73,6 +73,18 @@ async def test_discard_waits_for_the_write_in_the_thread(tmp_path):
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
+async def test_discard_after_a_commit_cancelled_in_its_thread_leaves_nothing(tmp_path):
+    writer = LocalStorage(tmp_path).writer("jobs/job_6/audio")
+    writer.write(os.urandom(8 * 1024 * 1024))
+    commit = asyncio.create_task(writer.commit())
+    await asyncio.sleep(0.001)
+    commit.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await commit
+    await writer.discard()  # the thread goes on to its rename: discard waits, then removes
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
 async def test_a_commit_cancelled_in_its_thread_leaves_nothing(tmp_path):
     storage = LocalStorage(tmp_path)
     writer = storage.writer("jobs/job_4/audio")

@@ -337,7 +337,7 @@ def _moved_job(
 ) -> ReturningUpdate[Any]:
     """The change, returning the whole job (its NOTIFY after its columns)."""
     jobs = table_of(Job)
-    change = _change_job(columns, False, postgres)
+    change = _change_job(columns, by_provider=False, postgres=postgres)
     return change.returning(*jobs.c, *notify_column(notify_on, jobs.c.id))
 
 
@@ -411,7 +411,7 @@ def _complete_in_one(
     sends its NOTIFY, with the result's insert reading the changed row, and the
     task's end and the ledger's settlement beside them."""
     jobs, results = table_of(Job), table_of(JobResult)
-    job = _moved_job(columns, announce_on, True).cte("changed_job")
+    job = _moved_job(columns, announce_on, postgres=True).cte("changed_job")
     result = (
         insert(results)
         .from_select(
