@@ -16,7 +16,7 @@ the machine's noise hits all four alike. Prints, per cell, p50/p99, the
 latency each gateway adds over direct (its percentile minus direct's),
 throughput, CPU time per request (of the gateway's processes; for ours also
 PostgreSQL's), peak memory (VmHWM of the process tree, reset before the
-cell), the ratios ours/LiteLLM and floor/LiteLLM. About four minutes on 2 cores.
+cell), the ratios ours/LiteLLM and floor/LiteLLM. About two minutes on 2 cores.
 
 Every answer must be a 200 whose text is the upstream's, and the upstream
 must have had one whole file per request; a target with any error in a cell
