@@ -2,7 +2,7 @@
 # Installs what the test suite needs and runs all of it:
 #   - PostgreSQL's server binaries (apt), when missing; the tests start their own server
 #   - a virtualenv in .venv with the package and its test extras
-#   - pytest (the suite includes ruff and mypy); extra arguments go to pytest
+#   - pytest (the suite includes ruff and mypy), one worker per core; extra arguments go to pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +17,7 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
-exec .venv/bin/python -m pytest "$@"
+# One worker per core (pytest-xdist; each starts its own PostgreSQL): most tests
+# wait on real servers, so two workers on two cores take about half the time.
+# TEST_WORKERS=0 runs everything in one process.
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-auto}" "$@"

@@ -25,7 +25,8 @@ from tests.support.receiver import Receivers, WebhookReceiver
 DATA = Path(__file__).parent / "data"
 SPEECH_WAV = DATA / "hello-16k-mono.wav"
 SPEECH_WAV_STEREO = DATA / "hello-44k-stereo.wav"
-_TEMPLATE = "stt_template"
+# One per pytest-xdist worker: workers may share a TEST_POSTGRES_URL server.
+_TEMPLATE = f"stt_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 @pytest.fixture(scope="session")
