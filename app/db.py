@@ -151,6 +151,11 @@ async def retry_while_unreachable(
         delay = min(delay * 2, 2.0)  # soon after the database is back
 
 
+def on_postgres(session: AsyncSession) -> bool:
+    """Whether ``session`` talks to PostgreSQL (else SQLite, the embedded default)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import ColumnElement
 
-from app.db import CONNECT_TIMEOUT_SECONDS, utcnow
+from app.db import CONNECT_TIMEOUT_SECONDS, on_postgres, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ async def announce(
     into tasks, see migration 0002, or a ``notify_column`` in the statement that
     made the change), so only this process's waiters are left to wake.
     """
-    if not by_trigger and session.get_bind().dialect.name == "postgresql":
+    if not by_trigger and on_postgres(session):
         await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
     session.info.setdefault(_PENDING, []).append((channel, payload))
 
@@ -100,7 +100,7 @@ async def announce(
 def notifying(session: AsyncSession, channel: str | None) -> str | None:
     """The channel a statement may NOTIFY itself (``notify_column``): PostgreSQL's
     only; None elsewhere."""
-    return channel if session.get_bind().dialect.name == "postgresql" else None
+    return channel if on_postgres(session) else None
 
 
 def notify_column(

@@ -36,7 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.context import GatewayContext
-from app.db import utcnow
+from app.db import on_postgres, utcnow
 from app.errors import Conflict, InvalidRequest
 from app.jobs import repository
 from app.jobs.schemas import JobFields
@@ -138,9 +138,7 @@ async def claim(ctx: GatewayContext, client_id: str, key: str) -> Claim | None:
         )
         if taken.rowcount:  # type: ignore[attr-defined]
             return new
-        dialect_insert = (
-            postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        )
+        dialect_insert = postgresql_insert if on_postgres(session) else sqlite_insert
         inserted = await session.execute(
             dialect_insert(IdempotencyKey)
             .values(client_id=client_id, key=key, **values)

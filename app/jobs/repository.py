@@ -33,7 +33,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
-from app.db import utcnow
+from app.db import on_postgres, utcnow
 from app.events import TASKS_CHANNEL, announce, notify_column, notifying
 from app.ids import looks_like_id
 from app.jobs import ledger
@@ -201,7 +201,7 @@ async def insert_with_first_task(
     lease runs out). Returns the task's id.
     """
     task = _first_task_values(job, task_kind, lease)
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         params = _column_values(job, "job_") | {f"task_{k}": v for k, v in task.items()}
         task_id = (await session.execute(_insert_job_and_task(), params)).scalar_one()
     else:
@@ -218,7 +218,7 @@ async def insert_submitting(
     in the ledger as started (the caller submits at once). (task id, ledger row id)."""
     task = _first_task_values(job, task_kind, lease)
     started = {"provider": job.provider, "started_at": job.created_at}
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         params = (
             _column_values(job, "job_")
             | {f"task_{k}": v for k, v in task.items()}
@@ -255,7 +255,7 @@ async def set_status(
     ``announce_on``: the same statement NOTIFYs this channel with the job's id
     (PostgreSQL; see ``events.notify_column``)."""
     change = _move_job(
-        tuple(values), provider is not None, notifying(session, announce_on), _on_postgres(session)
+        tuple(values), provider is not None, notifying(session, announce_on), on_postgres(session)
     )
     moved = await session.execute(change, _change_params(job_id, from_statuses, values, provider))
     return moved.first() is not None
@@ -272,7 +272,7 @@ async def set_status_returning(
     """``set_status``, answering the job as the change left it (None: not moved),
     so what follows in the transaction need not read it again."""
     change = _as_job(
-        _moved_job(tuple(values), notifying(session, announce_on), _on_postgres(session))
+        _moved_job(tuple(values), notifying(session, announce_on), on_postgres(session))
     )
     moved = await session.execute(change, _change_params(job_id, from_statuses, values))
     return moved.scalar_one_or_none()
@@ -291,10 +291,6 @@ def _change_params(
     if provider is not None:
         params["job_if_provider"] = provider
     return params
-
-
-def _on_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 @functools.cache
@@ -383,7 +379,7 @@ async def complete(
         **(settlement.params() if settlement else {}),
     }
     columns = tuple(values)
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         in_one = _complete_in_one(columns, settlement is not None, announce_on)
         result = await session.execute(in_one, params)
         return result.scalar_one_or_none()
