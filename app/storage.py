@@ -113,9 +113,10 @@ class BlobWriter:
                 with contextlib.suppress(Exception):  # a failed write: the blob is dropped
                     await asyncio.shield(self._in_thread)
         finally:
-            self.abort()
-            if self._renamed and (self._in_thread is None or self._in_thread.done()):
-                self._final.unlink(missing_ok=True)
+            if self._in_thread is None or self._in_thread.done():
+                self._remove_all()
+            else:  # cancelled while waiting: the thread's end cleans up
+                self.abort()
 
     def abort(self) -> None:
         self._pending = []
@@ -130,8 +131,13 @@ class BlobWriter:
     def _abort_when_done(self, in_thread: asyncio.Future[None]) -> None:
         if not in_thread.cancelled():
             in_thread.exception()  # a failed write: nothing to report, the blob is dropped
+        self._remove_all()
+
+    def _remove_all(self) -> None:
+        """With the thread done: the part file, and the blob itself if a commit
+        given up on finished its rename after all."""
         self.abort()
-        if self._renamed:  # a commit given up on finished its rename after all
+        if self._renamed:
             self._final.unlink(missing_ok=True)
 
 
