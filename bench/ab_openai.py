@@ -36,7 +36,8 @@ from bench.common import (
     table_row,
     wav_bytes,
 )
-from bench.vs_litellm import Target, drive, multipart, serve_ours, serve_upstream
+from bench.servers import serve_ours, serve_upstream
+from bench.vs_litellm import Target, drive, multipart
 from tests.support.gateway import create_key
 from tests.support.postgres import admin, free_port, sqlalchemy_url
 
