@@ -102,6 +102,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None]
+    # A vendor's callback came while no poll was waiting (the submit's answer, or
+    # a poll, still on its way): the next poll scheduled is made due at once.
+    vendor_signalled_at: Mapped[datetime | None]
 
 
 class JobResult(Base):

@@ -12,6 +12,7 @@ import logging
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.deps import Ctx
 from app.errors import NotFound
@@ -43,10 +44,20 @@ async def vendor_callback(
             raise NotFound("no such callback")
         if not service.is_terminal(job.status):
             # Duplicate and late callbacks land here too: at worst one extra poll.
-            if await queue.make_due_now(session, job_id, service.POLL_TASK):
+            if await _poll_now(session, job_id):
                 log.info("callback from %s for job %s: polling now", provider, job_id)
             await commit(session, ctx.hub)
     return Response(status_code=204)
+
+
+async def _poll_now(session: AsyncSession, job_id: str) -> bool:
+    """Make the job's poll due now. With none waiting (the submit's answer, or
+    a poll, is still on its way), mark the job so that the next poll scheduled
+    is due at once, then look again: that poll may have been written between."""
+    if await queue.make_due_now(session, job_id, service.POLL_TASK):
+        return True
+    await repository.note_vendor_signal(session, job_id)
+    return await queue.make_due_now(session, job_id, service.POLL_TASK)
 
 
 @router.get("/media/{job_id}")

@@ -442,3 +442,30 @@ async def set_deadline(session: AsyncSession, job_id: str, deadline: datetime) -
         .values(deadline_at=deadline)
         .execution_options(synchronize_session=False)
     )
+
+
+async def note_vendor_signal(session: AsyncSession, job_id: str) -> None:
+    """Mark that the vendor called back with no poll waiting to be made due
+    (``take_vendor_signal`` reads the mark). The job's ``updated_at`` is left
+    alone: nothing a client sees has changed."""
+    await session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(vendor_signalled_at=utcnow(), updated_at=Job.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def take_vendor_signal(session: AsyncSession, job_id: str) -> bool:
+    """Clear the mark ``note_vendor_signal`` left: True if there was one. The
+    UPDATE locks the job's row, so a callback writing its mark at the same
+    moment either lands before (and is read here) or after this transaction
+    commits (and finds the poll it schedules)."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.vendor_signalled_at.is_not(None))
+        .values(vendor_signalled_at=None, updated_at=Job.updated_at)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.first() is not None

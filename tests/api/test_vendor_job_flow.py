@@ -10,6 +10,7 @@ from app.providers import registry
 from app.providers.base import PermanentProviderError, ProviderUpdate, RetryableProviderError
 from tests.api.helpers import upload
 from tests.support.gateway import create_key
+from tests.support.postgres import free_port
 from tests.support.scripted_provider import ScriptedProvider, completed
 from tests.support.vendor import wait_for_job
 
@@ -61,6 +62,32 @@ def test_a_young_job_is_polled_every_poll_min_seconds(
     # A tenth of a few seconds' age is under either floor: the floor sets the pace.
     for gap in (second - first, third - second):
         assert shortest * 0.95 <= gap < shortest + 0.6, gap
+
+
+@pytest.mark.parametrize("during", ["submit", "fetch"])
+def test_a_callback_before_our_answer_is_written_still_polls_at_once(
+    scripted_provider, postgres_url, make_settings, start_gateway, during
+):
+    """The vendor calls back while its answer to our submit (or poll) is still on
+    its way: no poll is waiting to be made due yet. The poll written next must be
+    due at once, not at the vendor's hint (60 s here)."""
+    port = free_port()
+    settings = make_settings(postgres_url, public_base_url=f"http://127.0.0.1:{port}")
+    gateway = start_gateway(settings, port)
+    ScriptedProvider.calls_back_during.add(during)
+    hint = 60 if during == "submit" else 0.5  # the first poll comes soon: it calls back
+    ScriptedProvider.submits.append(ProviderUpdate("processing", "v1", "queued", poll_after=hint))
+    if during == "fetch":
+        ScriptedProvider.fetches.append(ProviderUpdate("processing", "v1", "busy", poll_after=60))
+    ScriptedProvider.fetches.append(completed())
+    with gateway.client(create_key(postgres_url, "acme")) as client:
+        started = time.monotonic()
+        job = wait_for_job(client, upload(client, provider="scripted").json()["id"], timeout=30)
+        took = time.monotonic() - started
+    assert job["status"] == "completed"
+    assert ScriptedProvider.callback_answers == [204]
+    assert len(_calls("fetch")) == (2 if during == "fetch" else 1)
+    assert took < 20, f"the job waited for the vendor's 60 s hint ({took:.1f} s)"
 
 
 def test_submit_is_given_the_callback_link_only_with_a_public_url(scripted):
