@@ -155,7 +155,7 @@ class JobFormReader:
 
     async def read(self, body: AsyncIterator[bytes]) -> None:
         try:
-            async with contextlib.aclosing(_until_idle(body, self._idle_timeout)) as chunks:
+            async with contextlib.aclosing(until_idle(body, self._idle_timeout)) as chunks:
                 async for chunk in chunks:
                     self._received += len(chunk)
                     if self._received > self._max_upload + _MAX_FORM_OVERHEAD:
@@ -270,8 +270,8 @@ class JobFormReader:
         )
 
 
-async def _until_idle(
-    body: AsyncIterator[bytes], seconds: float | None
+async def until_idle(
+    body: AsyncIterator[bytes], seconds: float | None, what: str = "the upload"
 ) -> AsyncGenerator[bytes, None]:
     """The body's chunks, until the client sends nothing for ``seconds`` (then 408)."""
     chunks = aiter(body)
@@ -283,6 +283,6 @@ async def _until_idle(
             return
         except TimeoutError:
             raise RequestTimeout(
-                f"the upload stalled: nothing arrived for {seconds:g} seconds"
+                f"{what} stalled: nothing arrived for {seconds:g} seconds"
             ) from None
         yield chunk

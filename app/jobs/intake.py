@@ -24,7 +24,7 @@ from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType, fi
 from app.events import commit
 from app.ids import new_id
 from app.jobs import idempotency, ledger, repository, service
-from app.jobs.form import FORM_FIELDS, DigestSink, FilePart, JobFormReader
+from app.jobs.form import FORM_FIELDS, DigestSink, FilePart, JobFormReader, until_idle
 from app.jobs.held import HeldSubmit
 from app.jobs.repository import Lease
 from app.jobs.schemas import CreateJobFromUrl, JobFields, JobStatus
@@ -91,7 +91,7 @@ async def _read_body(
     if media_type == "multipart/form-data":
         return await _read_form(request, ctx, job_id)
     if media_type == "application/json":
-        body = await _read_json(request)
+        body = await _read_json(request, ctx.settings.upload_idle_timeout_seconds)
         return body, None, body.source_url
     raise UnsupportedMediaType(
         "send multipart/form-data (with a file or source_url) or application/json (with source_url)"
@@ -281,15 +281,17 @@ def _json_object(name: str, text: str) -> dict[str, Any]:
     return value
 
 
-async def _read_json(request: Request) -> CreateJobFromUrl:
+async def _read_json(request: Request, idle_timeout: float) -> CreateJobFromUrl:
     declared = _content_length(request)
     if declared is not None and declared > _MAX_JSON_BODY:
         raise PayloadTooLarge("a JSON job request is limited to 1 MiB")
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > _MAX_JSON_BODY:
-            raise PayloadTooLarge("a JSON job request is limited to 1 MiB")
+    chunks = until_idle(request.stream(), idle_timeout, "the request body")
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            body.extend(chunk)
+            if len(body) > _MAX_JSON_BODY:
+                raise PayloadTooLarge("a JSON job request is limited to 1 MiB")
     try:
         return CreateJobFromUrl.model_validate_json(bytes(body))
     except ValidationError as exc:

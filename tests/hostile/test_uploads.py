@@ -326,6 +326,28 @@ def test_a_stalled_upload_is_dropped_after_the_idle_timeout(env, path):
     env.assert_nothing_kept()
 
 
+def test_a_json_request_that_stalls_is_dropped_after_the_idle_timeout(env):
+    with env.raw() as raw:
+        raw.request_head(
+            "POST",
+            "/jobs",
+            Authorization=f"Bearer {env.api_key}",
+            Content_Type="application/json",
+            Content_Length="200",
+        )
+        raw.send(b'{"source_url": "https://audio.example.com/a')
+        response = raw.response()
+        closed = raw.closed_by_server()
+    assert response.status == 408
+    assert (
+        f"the request body stalled: nothing arrived for {IDLE_TIMEOUT:g} seconds"
+        in (response.json()["detail"])
+    )
+    assert IDLE_TIMEOUT * 0.9 < response.seconds < IDLE_TIMEOUT + 3
+    assert closed, "the connection stays open after the 408"
+    env.assert_nothing_kept()
+
+
 def test_a_body_that_never_starts_is_dropped_too(env):
     status, body, _, closed = _stall(env, "/jobs", b"", 40_000)
     assert status == 408 and body["type"].endswith("/request-timeout") and closed
