@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
+from aiohttp.abc import AbstractResolver
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import create_engine, create_session_factory
 from app.events import EventHub
-from app.http_transport import AiohttpTransport
+from app.http_transport import AiohttpTransport, PublicAddressResolver
 from app.providers.guard import VendorGuard
 from app.providers.registry import ProviderRegistry
 from app.queue.worker import Worker
@@ -27,6 +29,9 @@ class GatewayContext:
     autocommit_sessions: async_sessionmaker[AsyncSession]
     hub: EventHub
     http: httpx.AsyncClient
+    # For the URLs clients give us (source_url, callback_url): unless
+    # ALLOW_PRIVATE_URLS, it connects to public addresses only.
+    client_urls_http: httpx.AsyncClient
     storage: LocalStorage
     providers: ProviderRegistry
     signer: LinkSigner
@@ -37,10 +42,9 @@ class GatewayContext:
     @classmethod
     def build(cls, settings: Settings) -> GatewayContext:
         engine = create_engine(settings.database_url, settings.database_pool_size)
-        http = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=10.0),
-            transport=AiohttpTransport(httpx.Limits(max_connections=100)),
-            follow_redirects=False,
+        http = _http_client()
+        client_urls_http = (
+            http if settings.allow_private_urls else _http_client(PublicAddressResolver)
         )
         return cls(
             settings=settings,
@@ -51,6 +55,7 @@ class GatewayContext:
             ),
             hub=EventHub(),
             http=http,
+            client_urls_http=client_urls_http,
             storage=LocalStorage(settings.storage_dir),
             providers=ProviderRegistry.from_settings(settings, http),
             signer=LinkSigner(
@@ -77,4 +82,14 @@ class GatewayContext:
     async def aclose(self) -> None:
         self.providers.close()
         await self.http.aclose()
+        if self.client_urls_http is not self.http:
+            await self.client_urls_http.aclose()
         await self.engine.dispose()
+
+
+def _http_client(resolver: Callable[[], AbstractResolver] | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=10.0),
+        transport=AiohttpTransport(httpx.Limits(max_connections=100), resolver),
+        follow_redirects=False,
+    )

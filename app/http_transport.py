@@ -15,8 +15,9 @@ between chunks once the request is sent, write: the request body stalling for
 that long, pool), errors as httpx's own (``httpx.TransportError`` and its
 subclasses; nothing of aiohttp's leaks out), no cookies, no decompression
 (httpx decodes), no redirects (httpx follows them, or not), and each new
-connection resolves its host again (no DNS cache: a source URL is checked by
-address just before it is fetched).
+connection resolves its host again (no DNS cache). For the URLs clients give
+us, ``PublicAddressResolver`` refuses, as it resolves, a host with an address
+that is not public (``httpx.ConnectError`` caused by ``app.urls.AddressRefused``).
 
 Error map, most specific first::
 
@@ -35,11 +36,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+import socket
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from app.urls import AddressRefused, is_public
 
 _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
@@ -80,11 +85,37 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._response.release()
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """One aiohttp connection pool for an ``httpx.AsyncClient(transport=...)``."""
+class PublicAddressResolver(AbstractResolver):
+    """aiohttp's own resolver, refusing a host with any address that is not
+    public: the connection goes to an address that was just checked, whatever
+    the name's DNS answered a moment before (``app.urls.check_url_target``)."""
 
-    def __init__(self, limits: httpx.Limits) -> None:
+    def __init__(self) -> None:
+        self._resolver = aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await self._resolver.resolve(host, port, family)
+        if not all(is_public(address["host"]) for address in addresses):
+            raise AddressRefused(
+                f"host {host!r} resolves to a loopback, private or link-local address"
+            )
+        return addresses
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """One aiohttp connection pool for an ``httpx.AsyncClient(transport=...)``.
+    ``resolver`` makes the resolver of each pool (aiohttp's own if None)."""
+
+    def __init__(
+        self, limits: httpx.Limits, resolver: Callable[[], AbstractResolver] | None = None
+    ) -> None:
         self._limits = limits
+        self._resolver = resolver
         # httpx's trust store (certifi, or SSL_CERT_FILE / SSL_CERT_DIR when set), as before.
         self._ssl = httpx.create_ssl_context(verify=True, trust_env=True)
         self._session: aiohttp.ClientSession | None = None
@@ -101,6 +132,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 limit_per_host=0,
                 keepalive_timeout=self._limits.keepalive_expiry or 5.0,
                 use_dns_cache=False,
+                resolver=self._resolver() if self._resolver else None,
                 ssl=self._ssl,
             )
             self._session = aiohttp.ClientSession(

@@ -1,8 +1,12 @@
 """Checks on URLs a client gives us, so that they cannot reach inside our network.
 
 A URL is checked when it is given and again, after DNS resolution, right
-before it is used (and on every redirect): a DNS change cannot turn a public
-name into a request to a private address.
+before it is used (and on every redirect), for a clear error. The connection
+itself resolves the name once more, so the HTTP client for these URLs
+(``GatewayContext.client_urls_http``) checks the addresses it is about to
+connect to as well (``PublicAddressResolver``): a DNS answer that changes
+between the check and the connection (DNS rebinding) cannot reach a private
+address either.
 """
 
 from __future__ import annotations
@@ -35,7 +39,21 @@ def check_url_syntax(url: str) -> str:
     return parts.hostname
 
 
-def _is_public(address: str) -> bool:
+class AddressRefused(OSError):
+    """A host name resolved, as it was being connected to, to an address that is not public."""
+
+
+def refused_address(exc: BaseException) -> AddressRefused | None:
+    """The ``AddressRefused`` behind an HTTP client's connection error, if that was its cause."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, AddressRefused):
+            return cause
+        cause = cause.__cause__
+    return None
+
+
+def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
@@ -54,5 +72,5 @@ async def check_url_target(url: str, *, allow_private: bool) -> None:
     except socket.gaierror:
         raise UrlRefused(f"host {host!r} does not resolve") from None
     for info in infos:
-        if not _is_public(str(info[4][0])):
+        if not is_public(str(info[4][0])):
             raise UrlRefused(f"host {host!r} resolves to a loopback, private or link-local address")

@@ -11,7 +11,7 @@ from app.audio.sniff import sniff_format
 from app.providers.base import AudioFormat, PermanentProviderError, RetryableProviderError
 from app.queue.backoff import parse_retry_after
 from app.storage import BlobWriter
-from app.urls import UrlRefused, check_url_target
+from app.urls import UrlRefused, check_url_target, refused_address
 
 _MAX_REDIRECTS = 5
 
@@ -61,6 +61,8 @@ async def _download(
                     if writer.needs_flush:
                         await writer.flush()
         except httpx.TransportError as exc:
+            if refused := refused_address(exc):  # the name now resolves elsewhere
+                raise PermanentProviderError("source_refused", f"source_url {refused}") from None
             raise RetryableProviderError(
                 f"fetching source_url failed: {type(exc).__name__}"
             ) from None

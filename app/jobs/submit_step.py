@@ -142,7 +142,7 @@ class SubmitStep(JobStep):
         writer = self.ctx.storage.writer(key)
         try:
             fmt = await download_source(
-                self.ctx.http,
+                self.ctx.client_urls_http,
                 job.source["url"],
                 writer,
                 max_bytes=self.ctx.settings.max_source_url_bytes,

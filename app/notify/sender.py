@@ -24,7 +24,7 @@ from app.models import WebhookAttempt
 from app.notify.deliveries import FAILED, PENDING, SUCCEEDED, Target
 from app.notify.signing import signed_headers
 from app.queue.backoff import parse_retry_after
-from app.urls import UrlRefused, check_url_target
+from app.urls import UrlRefused, check_url_target, refused_address
 
 _EXCERPT_CHARS = 500
 
@@ -81,7 +81,10 @@ async def attempt_once(
         if attempt.status_code is None:  # else only the excerpt was cut short
             attempt.error = f"no answer within {settings.webhook_timeout_seconds:g} s"
     except httpx.TransportError as exc:
-        attempt.error = f"{type(exc).__name__}: could not deliver"
+        if refused := refused_address(exc):  # the name now resolves elsewhere
+            attempt.error = f"refused: callback_url {refused}"
+        else:
+            attempt.error = f"{type(exc).__name__}: could not deliver"
     attempt.duration_ms = int((time.perf_counter() - started) * 1000)
     return attempt, retry_after
 

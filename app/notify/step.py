@@ -30,7 +30,8 @@ class DeliverStep:
                 await queue.finish(session, task)
                 await session.commit()
                 return
-        attempt, retry_after = await attempt_once(self.ctx.http, self.ctx.settings, target)
+        http = self.ctx.client_urls_http
+        attempt, retry_after = await attempt_once(http, self.ctx.settings, target)
         decision = decide(attempt, retry_after, self.ctx.settings)
         log.info(
             "webhook %s for job %s, attempt %d: %s -> %s",

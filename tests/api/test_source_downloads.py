@@ -12,10 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.context import GatewayContext
+from app.http_transport import AiohttpTransport, PublicAddressResolver
 from app.jobs.sources import download_source
 from app.providers.base import PermanentProviderError
 from app.storage import LocalStorage
+from app.urls import refused_address
 from tests.conftest import SPEECH_WAV
+from tests.support.gateway import gateway_settings
+from tests.support.static_server import StaticServer
 from tests.support.trickle import TricklingServer
 
 PUBLIC = "http://93.184.216.34/speech.wav"  # an address literal: no DNS needed
@@ -141,3 +146,63 @@ async def test_a_source_larger_than_the_cap_is_refused(
             await _download(http, storage, PUBLIC, max_bytes=60000)
     assert caught.value.code == "source_too_large"
     assert not list(storage.root.rglob("audio"))
+
+
+async def _check_passes(url: str, *, allow_private: bool) -> None:
+    """Stands in for the check before a request, seeing the name's public address."""
+
+
+@pytest.mark.parametrize("resolver", [PublicAddressResolver, None], ids=["ours", "aiohttp's"])
+async def test_a_name_that_turns_private_at_connection_time_is_not_connected_to(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch, resolver: type | None
+) -> None:
+    """DNS rebinding: the name was public when it was checked and is loopback
+    when the connection resolves it again. The client for clients' URLs (with
+    ``PublicAddressResolver``) refuses it without connecting; one without it
+    (the vendors') fetches it, which shows the check before is not what stops it."""
+    monkeypatch.setattr("app.jobs.sources.check_url_target", _check_passes)
+    server = StaticServer(SPEECH_WAV.read_bytes())
+    url = server.url.replace("127.0.0.1", "localhost")
+    transport = AiohttpTransport(httpx.Limits(), resolver)
+    try:
+        async with httpx.AsyncClient(transport=transport) as http:
+            if resolver is None:
+                assert await _download(http, storage, url) == "wav"
+                assert server.requests == 1
+                return
+            with pytest.raises(PermanentProviderError) as caught:
+                await _download(http, storage, url)
+    finally:
+        server.close()
+    assert caught.value.code == "source_refused"
+    assert "'localhost' resolves to a loopback, private or link-local address" in str(
+        caught.value.message
+    )
+    assert server.requests == 0
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+async def test_the_gateway_reaches_clients_urls_at_public_addresses_only(
+    tmp_path: Path, allow_private: bool
+) -> None:
+    """The gateway's client for source_url and callback_url connects to no
+    private address unless ALLOW_PRIVATE_URLS; its client for vendors (whose
+    addresses the operator sets, a local one included) connects anywhere."""
+    settings = gateway_settings(
+        f"sqlite+aiosqlite:///{tmp_path}/db.sqlite", tmp_path, allow_private_urls=allow_private
+    )
+    ctx = GatewayContext.build(settings)
+    server = StaticServer(SPEECH_WAV.read_bytes())
+    url = server.url.replace("127.0.0.1", "localhost")
+    try:
+        assert (await ctx.http.get(url)).status_code == 200
+        if allow_private:
+            assert (await ctx.client_urls_http.get(url)).status_code == 200
+        else:
+            with pytest.raises(httpx.ConnectError) as caught:
+                await ctx.client_urls_http.get(url)
+            assert refused_address(caught.value) is not None
+    finally:
+        server.close()
+        await ctx.aclose()
+    assert server.requests == (2 if allow_private else 1)

@@ -7,11 +7,13 @@ from datetime import timedelta
 import httpx
 
 from app.db import utcnow
+from app.http_transport import AiohttpTransport, PublicAddressResolver
 from app.models import WebhookAttempt, WebhookDelivery
 from app.notify.deliveries import Target
 from app.notify.sender import attempt_once, decide
 from app.notify.signing import signed_headers
 from tests.support.gateway import gateway_settings
+from tests.support.static_server import StaticServer
 from tests.support.trickle import TricklingServer
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -43,6 +45,31 @@ async def test_a_private_address_is_refused_at_delivery_time(tmp_path):
             assert attempt.error is not None and attempt.error.startswith("refused:")
             assert decide(attempt, None, settings).status == "failed"
     assert calls == []  # nothing was sent
+
+
+async def test_a_name_that_turns_private_at_connection_time_is_refused(tmp_path, monkeypatch):
+    """DNS rebinding: the check before the attempt saw a public address (a check
+    that passes stands in for it); the connection resolves the name to loopback."""
+
+    async def check_passes(url: str, *, allow_private: bool) -> None:
+        pass
+
+    monkeypatch.setattr("app.notify.sender.check_url_target", check_passes)
+    settings = gateway_settings("sqlite+aiosqlite://", tmp_path, allow_private_urls=False)
+    server = StaticServer(b"ok", "text/plain")
+    transport = AiohttpTransport(httpx.Limits(), PublicAddressResolver)
+    try:
+        async with httpx.AsyncClient(transport=transport) as http:
+            url = server.url.replace("127.0.0.1", "localhost")
+            attempt, _ = await attempt_once(http, settings, _target(url))
+    finally:
+        server.close()
+    assert attempt.error == (
+        "refused: callback_url host 'localhost' resolves to a loopback, private or "
+        "link-local address"
+    )
+    assert decide(attempt, None, settings).status == "failed"
+    assert server.requests == 0
 
 
 def test_the_schedule_then_failure(tmp_path):

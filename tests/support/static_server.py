@@ -1,4 +1,4 @@
-"""A loopback HTTP server that serves one body, for source_url tests."""
+"""A loopback HTTP server that answers one body, for source_url and callback_url tests."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ class StaticServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # a webhook receiver, too
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
+
             def do_GET(self) -> None:
                 outer.requests += 1
                 self.send_response(status)
