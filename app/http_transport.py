@@ -98,9 +98,7 @@ class PublicAddressResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         addresses = await self._resolver.resolve(host, port, family)
         if not all(is_public(address["host"]) for address in addresses):
-            raise AddressRefused(
-                f"host {host!r} resolves to a loopback, private or link-local address"
-            )
+            raise AddressRefused(host)
         return addresses
 
     async def close(self) -> None:

@@ -39,8 +39,15 @@ def check_url_syntax(url: str) -> str:
     return parts.hostname
 
 
+def _resolves_privately(host: str) -> str:
+    return f"host {host!r} resolves to a loopback, private or link-local address"
+
+
 class AddressRefused(OSError):
     """A host name resolved, as it was being connected to, to an address that is not public."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(_resolves_privately(host))
 
 
 def refused_address(exc: BaseException) -> AddressRefused | None:
@@ -73,4 +80,4 @@ async def check_url_target(url: str, *, allow_private: bool) -> None:
         raise UrlRefused(f"host {host!r} does not resolve") from None
     for info in infos:
         if not is_public(str(info[4][0])):
-            raise UrlRefused(f"host {host!r} resolves to a loopback, private or link-local address")
+            raise UrlRefused(_resolves_privately(host))
