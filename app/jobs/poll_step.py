@@ -43,6 +43,6 @@ class PollStep(JobStep):
     ) -> None:
         if update.provider_status and update.provider_status != job.provider_status:
             await service.note_provider_status(session, job.id, update.provider_status)
-        run_at = await self._next_poll_at(session, job, self._provider(job), update.poll_after)
+        run_at = await self._next_poll_at(session, job, update.poll_after)
         # Still working is not a failure: the attempt count starts again.
         await queue.reschedule(session, task, run_at, reset_attempts=True)

@@ -63,12 +63,11 @@ class JobStep:
             await session.commit()
             return None
 
-    async def _next_poll_at(
-        self, session: AsyncSession, job: Job, provider: Provider, hint: float | None
-    ) -> datetime:
+    async def _next_poll_at(self, session: AsyncSession, job: Job, hint: float | None) -> datetime:
         """When to poll next: now if the vendor called back while we were asking
         it (its callback found no poll to make due, and left a mark on the job)."""
-        if provider.capabilities.callbacks and await repository.take_vendor_signal(session, job.id):
+        calls_back = self._provider(job).capabilities.callbacks
+        if calls_back and await repository.take_vendor_signal(session, job.id):
             return utcnow()
         return utcnow() + timedelta(
             seconds=poll_delay(job, hint, self.ctx.settings.poll_min_seconds)

@@ -167,5 +167,5 @@ class SubmitStep(JobStep):
             session, job.id, update.provider_job_id, update.provider_status
         )
         await queue.finish(session, task)
-        run_at = await self._next_poll_at(session, job, self._provider(job), update.poll_after)
+        run_at = await self._next_poll_at(session, job, update.poll_after)
         await queue.enqueue(session, service.POLL_TASK, job.id, run_at=run_at)
