@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -96,7 +97,11 @@ def test_an_error_answer_for_minutes_is_retried_until_the_deadline(
     # Retried with backoff: more than once, but not a hot loop.
     assert 3 <= bad.calls_made <= 40
     gaps = [b - a for a, b in itertools.pairwise(bad.call_times)]
-    assert min(gaps) >= 0.02
+    # The shortest delay is RETRY_BASE_SECONDS / 2 = 0.025 s, but the fake stamps
+    # each call when its thread gets to it: one late stamp shortens one gap (a
+    # clean-clone run saw 0.018). A hot loop would have every gap near zero.
+    assert min(gaps) >= 0.01
+    assert statistics.median(gaps) >= 0.05
 
 
 def test_a_vendor_that_hangs_is_cut_off_at_the_deadline(start: Start, bad: BadUpstream) -> None:
