@@ -144,3 +144,9 @@ class Timed(Protocol):
 def call_times(fake: Timed, operation: str) -> list[float]:
     """When the fake was called for ``operation``, in order."""
     return [at for op, at in fake.times if op == operation]
+
+
+def tampered(signature: str) -> str:
+    """``signature`` with its last character changed: always a different value,
+    unlike setting it to a fixed character, which matches one time in 64."""
+    return signature[:-1] + ("0" if signature[-1] != "0" else "1")
