@@ -74,6 +74,16 @@ class Job(Base):
         Index(
             "ix_jobs_client_id_provider_created_at_id", "client_id", "provider", "created_at", "id"
         ),
+        # ?status= and ?provider= together: one index walks a page, where either of the
+        # two above reads about one row in (the pair's share) per row of the page.
+        Index(
+            "ix_jobs_client_id_status_provider_created_at_id",
+            "client_id",
+            "status",
+            "provider",
+            "created_at",
+            "id",
+        ),
         # The retention sweeper: terminal jobs by age.
         Index("ix_jobs_completed_at", "completed_at"),
     )
