@@ -41,7 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     asyncio.run(_hint_when_no_keys())
     level = settings.log_level.lower()
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_heap=True),
         host=args.host,
         port=args.port,
         # Longer than the idle expiry of common clients' pools (httpx: 5 s, the

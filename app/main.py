@@ -12,6 +12,7 @@ from app.callbacks.endpoints import router as callbacks_router
 from app.config import Settings, get_settings
 from app.context import GatewayContext
 from app.errors import install_error_handlers
+from app.heap import freeze_startup_objects
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.stream import router as job_events_router
 from app.logs import RequestId
@@ -31,7 +32,9 @@ Authenticate with `Authorization: Bearer <api_key>` (create keys with
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -> FastAPI:
+    """``freeze_heap``: for a process of its own (``stt-gateway serve``), keep what
+    start-up made out of later garbage collections (app/heap.py)."""
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
@@ -40,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.ctx = ctx
         try:
             async with background(ctx, run_worker=settings.run_worker):
+                if freeze_heap:
+                    freeze_startup_objects()
                 yield
         finally:
             await ctx.aclose()

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from app.context import GatewayContext
 from app.events import PostgresListener
+from app.heap import freeze_startup_objects
 from app.jobs.tasks import job_handlers
 from app.queue.worker import Worker
 from app.retention import run_sweeper
@@ -60,4 +61,5 @@ async def background(ctx: GatewayContext, *, run_worker: bool) -> AsyncIterator[
 async def run_worker_forever(ctx: GatewayContext) -> None:
     """``stt-gateway worker``: only the background work, until cancelled."""
     async with background(ctx, run_worker=True):
+        freeze_startup_objects()
         await asyncio.Event().wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -69,3 +70,8 @@ def test_api_and_worker_as_separate_processes(postgres_url, make_settings, tmp_p
     finally:
         worker.terminate()
         api.terminate()
+    # Both entry points keep their start-up objects out of the garbage collector's
+    # full passes (app/heap.py); the job above ran in processes that did.
+    for log in (api.log_path, worker.log_path):
+        frozen = re.search(r"kept out of garbage collection: (\d+)", log.read_text())
+        assert frozen and int(frozen.group(1)) > 10_000, log.read_text()[-2000:]
