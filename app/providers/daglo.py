@@ -1,6 +1,7 @@
 """Daglo (ActionPower) asynchronous speech recognition.
 
     POST {base}/stt/v1/async/transcripts        multipart `file`, or JSON `audio.source.url`
+                                                (204: done, empty result)
     GET  {base}/stt/v1/async/transcripts/{rid}  status, progress, sttResults[] (204: empty result)
 
 Auth is ``Authorization: Bearer <token>``. Daglo fetches a source URL itself, so
@@ -289,17 +290,37 @@ def _entry_segments(entry: dict[str, Any], channel: int | None) -> list[Segment]
     return segments
 
 
-def build_transcript(body: dict[str, Any]) -> Transcript:
-    """A GET (or callback) body as our transcript; raises ValueError on a shape we
-    do not know. Daglo gives no duration, confidence or detected language."""
-    results = body.get("sttResults") or []
+def echoed_custom(body: dict[str, Any]) -> dict[str, Any]:
+    """Our `custom`, as Daglo echoes it: an object, or (the multipart encoding of
+    nested fields is not documented, and an upload sends it as JSON text) that text."""
     echoed = body.get("custom")
-    custom: dict[str, Any] = echoed if isinstance(echoed, dict) else {}
+    if isinstance(echoed, str):
+        try:
+            echoed = json.loads(echoed)
+        except ValueError:
+            return {}
+    return echoed if isinstance(echoed, dict) else {}
+
+
+def channels_asked(options: BaseModel) -> int:
+    """How many channels the job asked Daglo to transcribe apart (1 if not asked)."""
+    stt = options.sttConfig if isinstance(options, DagloOptions) else None
+    multi = stt.multiChannel if stt else None
+    return multi.channelCount if multi else 1
+
+
+def build_transcript(body: dict[str, Any], channels: int = 1) -> Transcript:
+    """A GET (or callback) body as our transcript; raises ValueError on a shape we
+    do not know. ``channels``: as the job's options asked. Daglo gives no duration,
+    confidence or detected language."""
+    results = body.get("sttResults") or []
+    custom = echoed_custom(body)
     if not isinstance(results, list) or not all(isinstance(e, dict) for e in results):
         raise ValueError("sttResults is not a list of objects")
-    # With multiChannel each entry is one channel, in order; we know it was asked for
-    # only from our own `custom` echoed back.
-    multichannel = isinstance(custom.get("channel_count"), int) and custom["channel_count"] > 1
+    # With multiChannel each entry is one channel, in order: known from the job's
+    # options, or from our own `custom` echoed back.
+    echoed_channels = custom.get("channel_count")
+    multichannel = channels > 1 or (isinstance(echoed_channels, int) and echoed_channels > 1)
     segments: list[Segment] = []
     texts: list[str] = []
     for index, entry in enumerate(results):
@@ -317,8 +338,9 @@ def build_transcript(body: dict[str, Any]) -> Transcript:
     )
 
 
-def update_from_status(rid: str, body: dict[str, Any]) -> ProviderUpdate:
-    """A GET body as our update (raises ValueError on a shape we do not know)."""
+def update_from_status(rid: str, body: dict[str, Any], channels: int = 1) -> ProviderUpdate:
+    """A GET body as our update (raises ValueError on a shape we do not know);
+    ``channels`` as in ``build_transcript``."""
     status = body.get("status")
     if not isinstance(status, str):
         raise ValueError("the answer has no status")
@@ -327,7 +349,7 @@ def update_from_status(rid: str, body: dict[str, Any]) -> ProviderUpdate:
         log.warning("daglo job %s has an unknown status %r: still processing", rid, status)
         ours = "processing"
     if ours == "completed":
-        result = ProviderResult(transcript=build_transcript(body), raw=body)
+        result = ProviderResult(transcript=build_transcript(body, channels), raw=body)
         return ProviderUpdate(ours, provider_job_id=rid, provider_status=status, result=result)
     if ours == "failed":
         error = failure(status, body)
@@ -384,6 +406,9 @@ class DagloProvider:
             )
         else:
             raise PermanentProviderError("invalid_request", "the job has neither audio nor a URL")
+        if response.status_code == 204:
+            # Documented for the POST too: done at once, with nothing to fetch later.
+            return _empty_result(None)
         body = json_object(response, vendor=VENDOR, operation="submit")
         rid = body.get("rid")
         if not isinstance(rid, str) or not rid:
@@ -419,17 +444,10 @@ class DagloProvider:
             headers=self._headers(),
         )
         if response.status_code == 204:
-            # Documented: transcription complete, but the result is empty.
-            empty = Transcript(text="", provider=VENDOR)
-            return ProviderUpdate(
-                "completed",
-                provider_job_id=provider_job_id,
-                provider_status="transcribed",
-                result=ProviderResult(transcript=empty, raw=None),
-            )
+            return _empty_result(provider_job_id)
         body = json_object(response, vendor=VENDOR, operation="status")
         try:
-            return update_from_status(provider_job_id, body)
+            return update_from_status(provider_job_id, body, channels_asked(options))
         except (ValueError, TypeError) as exc:
             raise RetryableProviderError(
                 f"daglo status: an answer of unexpected shape ({exc})"[:_MESSAGE_CHARS]
@@ -439,6 +457,17 @@ class DagloProvider:
         # Daglo has no cancel or delete endpoint: the gateway's job is canceled and
         # Daglo's run finishes on its own.
         return None
+
+
+def _empty_result(rid: str | None) -> ProviderUpdate:
+    """Daglo's 204: "transcription is complete, but the result is empty"."""
+    empty = Transcript(text="", provider=VENDOR)
+    return ProviderUpdate(
+        "completed",
+        provider_job_id=rid,
+        provider_status="transcribed",
+        result=ProviderResult(transcript=empty, raw=None),
+    )
 
 
 def build(settings: Settings, http: httpx.AsyncClient) -> DagloProvider:

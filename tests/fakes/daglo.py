@@ -97,8 +97,9 @@ class FakeDaglo(FakeVendor):
         self.jobs: dict[str, FakeJob] = {}
         self.steps = list(PROCESSING)
         self.step_seconds = 0.05
-        # "transcribed" | "empty" (GET answers 204) | "file_error" | "transcript_error" |
-        # "input_error": how the next jobs end.
+        # "transcribed" | "empty" (GET answers 204) | "empty_at_once" (the POST answers
+        # 204, as documented: "transcription is complete, but the result is empty") |
+        # "file_error" | "transcript_error" | "input_error": how the next jobs end.
         self.outcome = "transcribed"
         self.max_file_bytes = 2 * 1024**3  # Daglo's documented limit
         self.times: list[tuple[str, float]] = []  # (operation, time.monotonic())
@@ -173,6 +174,8 @@ class FakeDaglo(FakeVendor):
     ) -> Response:
         if (problem := _config_problem(config)) is not None:
             return _error(400, f"Invalid format: {problem}")
+        if self.outcome == "empty_at_once":
+            return Response(status_code=204)
         job = FakeJob(uuid.uuid4().hex, file_name, config, source_url=source_url, audio=audio)
         self.jobs[job.rid] = job
         task = asyncio.get_running_loop().create_task(self._run(job, self.outcome))

@@ -134,6 +134,39 @@ def test_multichannel_entries_are_channels_when_we_asked_for_them() -> None:
     assert {s.channel for s in build_transcript(body).segments} == {None}
 
 
+def test_custom_echoed_as_json_text_is_read_as_the_object() -> None:
+    # An upload sends `custom` as a form field of JSON text (the multipart encoding
+    # of nested fields is not documented): Daglo may echo it back as that text.
+    body = payload("status_multichannel.json")
+    body["custom"] = json.dumps(body["custom"])
+    transcript = build_transcript(body)
+    assert [s.channel for s in transcript.segments] == [0, 1]
+    assert transcript.language == "en-US" and transcript.text == "hello there\nhi"
+    body["custom"] = "not json"
+    assert build_transcript(body).language is None
+
+
+def test_the_channels_asked_in_the_options_need_no_echo() -> None:
+    body = payload("status_multichannel.json")
+    body.pop("custom")
+    update = update_from_status("r", body, channels=2)
+    assert update.result is not None
+    assert [s.channel for s in update.result.transcript.segments] == [0, 1]
+    assert update.result.transcript.text == "hello there\nhi"
+
+
+async def test_fetch_reads_the_channel_count_from_the_jobs_options() -> None:
+    body = payload("status_multichannel.json")
+    body.pop("custom")
+    options = DagloOptions.model_validate({"sttConfig": {"multiChannel": {"channelCount": 2}}})
+    update = await provider(answer(200, body)).fetch(RID, options)
+    assert update.result is not None
+    assert [s.channel for s in update.result.transcript.segments] == [0, 1]
+    plain = await provider(answer(200, body)).fetch(RID, DagloOptions())
+    assert plain.result is not None
+    assert {s.channel for s in plain.result.transcript.segments} == {None}
+
+
 def test_nlp_results_are_kept_in_the_raw_payload() -> None:
     body = payload("status_nlp.json")
     update = update_from_status("r", body)
@@ -437,6 +470,15 @@ async def test_204_is_done_with_an_empty_transcript() -> None:
     update = await provider(answer(204)).fetch(RID, DagloOptions())
     assert update.status == "completed" and update.result is not None
     assert update.result.transcript.text == "" and update.result.transcript.segments == []
+
+
+async def test_a_204_to_the_submit_is_done_with_an_empty_transcript(tmp_path: Path) -> None:
+    # Documented for the POST as well: "transcription is complete, but the result is
+    # empty". There is no rid to poll, and submitting again would not change that.
+    update = await provider(answer(204)).submit(submit_request(tmp_path))
+    assert update.status == "completed" and update.result is not None
+    assert update.result.transcript.text == "" and update.result.transcript.segments == []
+    assert update.provider_job_id is None
 
 
 @pytest.mark.parametrize("operation", ["submit", "fetch"])

@@ -230,6 +230,19 @@ def test_an_empty_result_completes_with_an_empty_transcript(start: Start, fake: 
     assert transcript["text"] == "" and transcript["segments"] == []
 
 
+def test_a_204_to_the_submit_completes_with_an_empty_transcript_after_one_upload(
+    start: Start, fake: FakeDaglo
+) -> None:
+    fake.outcome = "empty_at_once"
+    gateway, key = start()
+    with gateway.client(key) as client:
+        done = helpers.finished_job(client, "daglo")
+        transcript = client.get(f"/jobs/{done['id']}/transcript").json()
+    assert done["status"] == "completed", done
+    assert transcript["text"] == "" and transcript["segments"] == []
+    assert len(fake.calls("submit")) == 1 and fake.calls("status") == []
+
+
 def test_a_duplicate_callback_after_completion_changes_nothing(
     start: Start, fake: FakeDaglo
 ) -> None:
