@@ -420,6 +420,7 @@ def _check_takes(
             raise InvalidRequest(f"{role} {provider.name!r} takes uploads only, not source_url")
         return
     _check_format(provider, upload)
+    _check_size(provider, upload, role)
     if not provider.capabilities.upload and not ctx.settings.public_base_url:
         raise InvalidRequest(
             f"{role} {provider.name!r} fetches audio by URL only: send a source_url, "
@@ -437,6 +438,15 @@ def _check_language(provider: Provider, language: str | None) -> None:
         raise InvalidRequest(
             f"provider {provider.name!r} does not take language {language!r}; it takes: {offered}",
             errors=[{"field": "language", "message": "not offered", "type": "language"}],
+        )
+
+
+def _check_size(provider: Provider, upload: StoredUpload, role: str) -> None:
+    limit = provider.capabilities.max_upload_bytes
+    if limit is not None and upload.size > limit:
+        raise PayloadTooLarge(
+            f"{role} {provider.name!r} takes files of up to {limit} bytes; "
+            f"this one has {upload.size}"
         )
 
 

@@ -74,6 +74,9 @@ class Capabilities:
     # full tags ("en-US"); a job asking for another is a 422 at creation.
     # None: open-ended (the vendor decides); (): the vendor takes no language.
     languages: tuple[str, ...] | None = None
+    # The largest upload the vendor documents taking, in bytes; a larger one is a 413
+    # at creation. None: the gateway's own MAX_UPLOAD_BYTES is the only limit.
+    max_upload_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -373,6 +373,7 @@ class InfomaniakProvider:
         formats=("mp3", "mp4", "wav", "flac", "ogg"),
         word_timestamps=True,
         languages=None,  # Whisper's ~100 languages, and it detects the language itself
+        max_upload_bytes=MAX_UPLOAD_BYTES,  # a file from a source_url is checked at submit
     )
     unsupported_format_hint: ClassVar[str] = (
         "Infomaniak takes MP3, MP4/M4A, WAV, FLAC and Ogg/Opus audio."

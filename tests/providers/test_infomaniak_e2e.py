@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import struct
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.api.helpers import assert_problem, upload
+from app.providers.infomaniak import MAX_UPLOAD_BYTES
+from tests.api.helpers import WAV_HEADER_ONLY, assert_problem, upload
 from tests.conftest import SPEECH_WAV
 from tests.fakes.infomaniak import PRODUCT_ID, TOKEN, FakeInfomaniak
 from tests.providers import helpers
@@ -245,3 +248,36 @@ def test_providers_lists_infomaniak_with_its_options(start: Start) -> None:
     assert entry["capabilities"]["cancel"] is False
     assert "timestamp_granularities" in entry["options_schema"]["properties"]
     assert_problem(bad, 422, "temperature")
+
+
+def _wav_of(path: Path, size: int) -> Path:
+    """A 16 kHz mono WAV of exactly ``size`` bytes, silent, its header true to it."""
+    data = size - 44
+    header = WAV_HEADER_ONLY[:4] + struct.pack("<I", size - 8) + WAV_HEADER_ONLY[8:40]
+    with path.open("wb") as out:
+        out.write(header + struct.pack("<I", data))
+        out.truncate(size)
+    return path
+
+
+def test_an_upload_over_the_documented_50_mb_is_a_413_before_any_job_exists(
+    start: Start, fake: FakeInfomaniak, tmp_path: Path
+) -> None:
+    too_big = _wav_of(tmp_path / "big.wav", MAX_UPLOAD_BYTES + 1)
+    gateway, key = start()
+    with gateway.client(key) as client:
+        refused = upload(client, too_big, provider="infomaniak")
+        size = str(too_big.stat().st_size)
+        assert_problem(refused, 413, "'infomaniak'", str(MAX_UPLOAD_BYTES), size)
+        # As a fallback too: the job could end up there.
+        as_fallback = upload(client, too_big, provider="local", fallback_providers='["infomaniak"]')
+        assert_problem(as_fallback, 413, "fallback provider 'infomaniak'")
+        assert client.get("/jobs").json()["data"] == []
+        # At the limit itself the job is taken, and the vendor gets the file.
+        at_limit = upload(
+            client, _wav_of(tmp_path / "max.wav", MAX_UPLOAD_BYTES), provider="infomaniak"
+        )
+        assert at_limit.status_code == 202, at_limit.text
+        helpers.wait_until(lambda: fake.calls("submit"))
+    assert len(fake.calls("submit")) == 1
+    assert not list((gateway.settings.storage_dir).rglob("big*"))
