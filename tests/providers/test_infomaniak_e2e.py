@@ -280,4 +280,6 @@ def test_an_upload_over_the_documented_50_mb_is_a_413_before_any_job_exists(
         assert at_limit.status_code == 202, at_limit.text
         helpers.wait_until(lambda: fake.calls("submit"))
     assert len(fake.calls("submit")) == 1
-    assert not list((gateway.settings.storage_dir).rglob("big*"))
+    # Nothing of the refused uploads is left: only the accepted job has a folder.
+    kept = {folder.name for folder in (gateway.settings.storage_dir / "jobs").iterdir()}
+    assert kept == {at_limit.json()["id"]}
