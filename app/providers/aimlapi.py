@@ -54,7 +54,7 @@ _SUBMIT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 _MESSAGE_CHARS = 500
 
 OurStatus = Literal["processing", "completed", "failed"]
-Family = Literal["deepgram", "assemblyai", "openai"]
+Family = Literal["deepgram", "assemblyai", "openai", "mai"]
 
 STATUS_MAP: dict[str, OurStatus] = {
     # aimlapi.txt and the README examples
@@ -75,6 +75,8 @@ def model_family(model: str) -> Family:
     name = model.lower()
     if name.startswith("openai/"):
         return "openai"
+    if name.startswith("microsoft/"):  # microsoft/mai-transcribe-1.5: a spec of its own
+        return "mai"
     if name.startswith("aai/") or name in ("slam-1", "universal"):
         return "assemblyai"
     # #g1_nova-2-*, nova-3*, whisper-* and #g1_whisper-* share Deepgram's schema.
@@ -90,6 +92,7 @@ _BOTH: frozenset[Family] = frozenset({"deepgram", "assemblyai"})
 _DEEPGRAM: frozenset[Family] = frozenset({"deepgram"})
 _ASSEMBLYAI: frozenset[Family] = frozenset({"assemblyai"})
 _OPENAI: frozenset[Family] = frozenset({"openai"})
+_MAI: frozenset[Family] = frozenset({"mai"})
 
 StrOrList = str | list[str]
 
@@ -98,8 +101,10 @@ class AimlApiOptions(BaseModel):
     """The parameters of ``POST /v1/stt/create`` the gateway passes on.
 
     Which options apply depends on the model's family (Deepgram: ``#g1_nova-2-*``,
-    ``nova-3*``, whisper; AssemblyAI: ``aai/*``; OpenAI: ``openai/*``); an option
-    of another family is refused here rather than by the vendor.
+    ``nova-3*``, whisper; AssemblyAI: ``aai/*``; OpenAI: ``openai/*``; Microsoft:
+    ``microsoft/mai-transcribe-*``, which documents no language field, so a job's
+    language is not sent to it); an option of another family is refused here
+    rather than by the vendor.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -114,10 +119,11 @@ class AimlApiOptions(BaseModel):
             "#g1_nova-2-general",
             "nova-3",
             "#g1_whisper-large",
-            "aai/slam-1",
+            "slam-1",
             "aai/universal",
             "openai/gpt-4o-transcribe",
             "openai/gpt-4o-mini-transcribe",
+            "microsoft/mai-transcribe-1.5",
         ],
     )
     # Deepgram family (and, where marked, AssemblyAI's of the same name)
@@ -155,7 +161,11 @@ class AimlApiOptions(BaseModel):
     boost_param: Literal["low", "default", "high"] | None = None
     # OpenAI family
     prompt: str | None = Field(default=None, max_length=4000)
-    temperature: float | None = Field(default=None, ge=0, le=1)
+    temperature: float | None = Field(default=None, ge=0, le=1, description="OpenAI and Microsoft")
+    # Microsoft family (mai-transcribe)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _fits_the_model(self) -> AimlApiOptions:
@@ -191,7 +201,10 @@ _OPTION_FAMILIES: dict[str, frozenset[Family]] = {
     "word_boost": _ASSEMBLYAI,
     "boost_param": _ASSEMBLYAI,
     "prompt": _OPENAI,
-    "temperature": _OPENAI,
+    "temperature": _OPENAI | _MAI,
+    "top_p": _MAI,
+    "max_tokens": _MAI,
+    "max_completion_tokens": _MAI,
 }  # every other option: Deepgram family only
 
 
@@ -222,7 +235,7 @@ def create_fields(options: AimlApiOptions, language: str | None) -> dict[str, An
         # nova-3 and AssemblyAI spell it multichannel; nova-2 and whisper multi_channel.
         spelled = "multi_channel" if family == "deepgram" and not _is_nova3(options.model) else None
         fields[spelled or "multichannel"] = channels
-    if language:
+    if language and family != "mai":
         name, value = vendor_language(family, language)
         fields[name] = value
     return fields

@@ -319,6 +319,7 @@ def test_an_assemblyai_transcript_that_failed_inside_fails_the_job():
         ("aai/universal", "assemblyai"),
         ("openai/gpt-4o-transcribe", "openai"),
         ("openai/gpt-4o-mini-transcribe", "openai"),
+        ("microsoft/mai-transcribe-1.5", "mai"),
     ],
 )
 def test_model_families(model: str, family: str):
@@ -383,6 +384,10 @@ def test_multichannel_is_spelled_as_the_model_wants(
         ({"model": "nova-3", "keywords": "AIML:2"}, "keywords"),
         ({"multichannel": True, "multi_channel": False}, "disagree"),
         ({"model": "openai/gpt-4o-transcribe", "temperature": 1.5}, "temperature"),
+        ({"model": "microsoft/mai-transcribe-1.5", "diarize": True}, "diarize"),
+        ({"model": "microsoft/mai-transcribe-1.5", "prompt": "hi"}, "prompt"),
+        ({"model": "openai/gpt-4o-transcribe", "top_p": 0.5}, "top_p"),
+        ({"model": "microsoft/mai-transcribe-1.5", "max_tokens": 0}, "max_tokens"),
         ({"model": "nova 3"}, "model"),
         ({"model": ""}, "model"),
     ],
@@ -400,6 +405,14 @@ def test_each_family_takes_its_own_options():
     AimlApiOptions(keywords=["AIML:2"], paragraphs=True, utterances=True, punctuate=True)
     AimlApiOptions(model="aai/universal", speaker_labels=True, punctuate=True, word_boost=["x"])
     AimlApiOptions(model="openai/gpt-4o-transcribe", prompt="Names: Ada.", temperature=0.2)
+    # mai-transcribe's own spec: temperature, top_p, max_tokens, max_completion_tokens.
+    AimlApiOptions(
+        model="microsoft/mai-transcribe-1.5",
+        temperature=0.2,
+        top_p=0.9,
+        max_tokens=500,
+        max_completion_tokens=500,
+    )
 
 
 # --- the adapter against httpx.MockTransport ----------------------------------------------
@@ -459,6 +472,22 @@ async def test_a_source_url_is_sent_as_json_with_the_options_and_language():
     }
 
 
+async def test_mai_transcribe_gets_its_own_options_and_no_language_field():
+    seen: list[httpx.Request] = []
+
+    def handle(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return httpx.Response(201, json=load("create_response_queued"))
+
+    options = {"model": "microsoft/mai-transcribe-1.5", "temperature": 0.2, "top_p": 0.9}
+    await adapter(handle).submit(
+        request(source_url="https://example.test/a.mp3", language="en-US", **options)
+    )
+    (sent,) = seen
+    # Its spec documents no language field: none is invented for it.
+    assert json.loads(sent.content) == {"url": "https://example.test/a.mp3", **options}
+
+
 async def test_the_older_create_answer_without_status_is_accepted():
     provider = adapter(answer(200, load("create_response")))
     update = await provider.submit(request(source_url="https://example.test/a.mp3"))
@@ -472,6 +501,7 @@ async def test_the_older_create_answer_without_status_is_accepted():
         ("#g1_nova-2-general", "audio"),
         ("aai/slam-1", "audio"),
         ("openai/gpt-4o-transcribe", "file"),
+        ("microsoft/mai-transcribe-1.5", "audio"),
     ],
 )
 async def test_an_upload_is_multipart_with_the_file_in_the_documented_part(
