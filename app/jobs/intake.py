@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app import limits, logs
 from app.context import GatewayContext
@@ -30,7 +30,7 @@ from app.jobs.repository import Lease
 from app.jobs.schemas import CreateJobFromUrl, JobFields, JobStatus
 from app.metrics import job_created
 from app.models import Job
-from app.providers.base import Provider
+from app.providers.base import PermanentProviderError, Provider
 from app.queue.repository import ClaimedTask, new_claim_token
 from app.storage import audio_key, job_prefix
 from app.urls import UrlRefused, check_url_target
@@ -345,7 +345,7 @@ async def _validated_job(
             + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
             errors=errors,
         ) from None
-    _check_takes(ctx, provider, fields.language, upload, "provider")
+    _check_takes(ctx, provider, fields.language, options, upload, "provider")
     if upload is not None:
         source: dict[str, Any] = {
             "type": "upload",
@@ -401,7 +401,8 @@ def _checked_fallbacks(
         )
     for name in names:
         fallback = _provider(ctx, name, "fallback_providers")
-        _check_takes(ctx, fallback, fields.language, upload, "fallback provider")
+        defaults = fallback.options_model.model_validate({})  # a fallback runs with these
+        _check_takes(ctx, fallback, fields.language, defaults, upload, "fallback provider")
     return list(names)
 
 
@@ -409,12 +410,14 @@ def _check_takes(
     ctx: GatewayContext,
     provider: Provider,
     language: str | None,
+    options: BaseModel,
     upload: StoredUpload | None,
     role: str,
 ) -> None:
-    """The provider can take this job: its language, and its audio as it comes
-    (an upload in a format it reads, or a source_url)."""
+    """The provider can take this job: its language, its own rules on the request,
+    and its audio as it comes (an upload in a format it reads, or a source_url)."""
     _check_language(provider, language)
+    _check_job(provider, language, options, role)
     if upload is None:
         if not provider.capabilities.source_url:
             raise InvalidRequest(f"{role} {provider.name!r} takes uploads only, not source_url")
@@ -439,6 +442,16 @@ def _check_language(provider: Provider, language: str | None) -> None:
             f"provider {provider.name!r} does not take language {language!r}; it takes: {offered}",
             errors=[{"field": "language", "message": "not offered", "type": "language"}],
         )
+
+
+def _check_job(provider: Provider, language: str | None, options: BaseModel, role: str) -> None:
+    check = getattr(provider, "check_job", None)
+    if check is None:
+        return
+    try:
+        check(language, options)
+    except PermanentProviderError as exc:
+        raise InvalidRequest(f"{role} {provider.name!r}: {exc.message}") from None
 
 
 def _check_size(provider: Provider, upload: StoredUpload, role: str) -> None:

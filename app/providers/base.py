@@ -133,6 +133,10 @@ class Provider(Protocol):
     # Optional (read with getattr, default False): True when sending a submit
     # twice costs nothing, so the submit ledger can be skipped.
     # resubmit_is_free: ClassVar[bool]
+    # Optional (read with getattr): a rule the vendor's request has beyond what
+    # options_model and capabilities say, checked when the job is created (a 422)
+    # as well as at submit. Raises PermanentProviderError.
+    # def check_job(self, language: str | None, options: BaseModel) -> None: ...
 
     async def submit(self, request: SubmitRequest) -> ProviderUpdate: ...
 

@@ -387,6 +387,10 @@ class DagloProvider:
             "Accept": "application/json",
         }
 
+    def check_job(self, language: str | None, options: BaseModel) -> None:
+        if isinstance(options, DagloOptions) and options.sttConfig:
+            resolve_language(language, options.sttConfig.language)
+
     async def submit(self, request: SubmitRequest) -> ProviderUpdate:
         options = request.options
         if not isinstance(options, DagloOptions):

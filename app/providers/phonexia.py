@@ -315,16 +315,19 @@ class PhonexiaProvider:
                 ) from None
             raise
 
+    def check_job(self, language: str | None, options: BaseModel) -> None:
+        if isinstance(options, PhonexiaOptions) and options.engine == "default" and not language:
+            raise PermanentProviderError(
+                "language_required",
+                "the default engine needs a language (an RFC 5646 tag such as en "
+                'or cs-CZ); or use the option "engine": "whisper-enhanced", which detects it',
+            )
+
     async def submit(self, request: SubmitRequest) -> ProviderUpdate:
         options = request.options
         if not isinstance(options, PhonexiaOptions):
             options = PhonexiaOptions.model_validate(options.model_dump())
-        if options.engine == "default" and not request.language:
-            raise PermanentProviderError(
-                "language_required",
-                "phonexia's default engine needs a language (an RFC 5646 tag such as en "
-                'or cs-CZ); or use the option "engine": "whisper-enhanced", which detects it',
-            )
+        self.check_job(request.language, options)
         if request.audio_path is None:
             raise PermanentProviderError(
                 "invalid_audio", "phonexia needs the audio itself, not only a link"

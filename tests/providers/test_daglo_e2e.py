@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from tests.api.helpers import assert_problem, upload
 from tests.conftest import SPEECH_WAV
 from tests.fakes.daglo import FakeDaglo
 from tests.providers import helpers
@@ -289,3 +290,15 @@ def test_a_forged_callback_is_a_404_and_costs_no_status_call(start: Start, fake:
         time.sleep(max(0.0, last + 0.6 - time.monotonic()))
         assert len(fake.calls("status")) == polls
         assert client.get(f"/jobs/{job['id']}").json()["status"] == "processing"
+
+
+def test_a_language_option_that_contradicts_the_job_is_a_422_at_creation(
+    start: Start, fake: FakeDaglo
+) -> None:
+    gateway, key = start()
+    with gateway.client(key) as client:
+        options = json.dumps({"sttConfig": {"language": "ko-KR"}})
+        refused = upload(client, provider="daglo", language="ja", options=options)
+        assert_problem(refused, 422, "'daglo'", "contradicts", "'ja'")
+        assert client.get("/jobs").json()["data"] == []
+    assert fake.calls("submit") == []

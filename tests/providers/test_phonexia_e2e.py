@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from tests.api.helpers import upload
+from tests.api.helpers import assert_problem, upload
 from tests.conftest import SPEECH_WAV
 from tests.fakes.phonexia import FakePhonexia, payload
 from tests.providers import helpers
@@ -117,13 +117,22 @@ def test_unknown_options_are_refused_at_creation(start: Start, fake: FakePhonexi
     assert fake.requests == []
 
 
-def test_default_engine_without_a_language_fails_before_the_vendor(
+def test_default_engine_without_a_language_is_a_422_at_creation(
     start: Start, fake: FakePhonexia
 ) -> None:
-    job = helpers.run_job(start(), "phonexia")
-    assert job["status"] == "failed"
-    assert job["error"]["code"] == "language_required"
-    assert fake.requests == []
+    gateway, key = start()
+    with gateway.client(key) as client:
+        refused = upload(client, provider="phonexia")
+        assert_problem(refused, 422, "'phonexia'", "needs a language", "whisper-enhanced")
+        # As a fallback, which runs with the default engine, too.
+        as_fallback = upload(client, provider="local", fallback_providers='["phonexia"]')
+        assert_problem(as_fallback, 422, "fallback provider 'phonexia'", "needs a language")
+        assert client.get("/jobs").json()["data"] == []
+        # The engine that detects the language takes the job without one.
+        whisper = upload(client, provider="phonexia", options='{"engine": "whisper-enhanced"}')
+        assert whisper.status_code == 202, whisper.text
+        helpers.wait_until(lambda: fake.requests)
+    assert all("whisper" in r.path for r in fake.requests)
 
 
 def test_a_500_is_retried_then_succeeds(start: Start, fake: FakePhonexia) -> None:
