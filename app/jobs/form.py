@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from app.audio.sniff import SNIFF_BYTES, sniff_format
 from app.audio.truncation import HEAD_BYTES, wav_truncation
@@ -171,6 +171,13 @@ class JobFormReader:
             raise InvalidRequest(f"malformed multipart body: {exc}") from None
         if self._part.is_file and self.file is None:
             raise InvalidRequest("the multipart body ended in the middle of the file")
+        if self._parts and self._parser.state != MultipartState.END:
+            # The part in progress was never finished: taking the fields without it
+            # would make a job with a setting the client did send left out.
+            where = f"the {self._part.name!r} part" if self._part.name else "a part's headers"
+            raise InvalidRequest(
+                f"the multipart body ended before its closing boundary, in {where}"
+            )
 
     def _on_part_begin(self) -> None:
         self._parts += 1

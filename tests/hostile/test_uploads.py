@@ -173,6 +173,26 @@ def test_multipart_without_a_boundary_is_refused(env, path, content_type):
     env.assert_nothing_kept()
 
 
+@pytest.mark.parametrize("path", ROUTES)
+@pytest.mark.parametrize(
+    ("cut", "words"),
+    [
+        (len(b"\r\n--b--\r\n"), "in the 'metadata' part"),  # no closing boundary at all
+        (len(b"--\r\n"), "closing boundary"),  # "--b" without its final "--"
+    ],
+)
+def test_a_body_without_its_closing_boundary_makes_no_job(env, path, cut, words):
+    # Its last field is never finished: a job made without it would run with
+    # settings the client did not ask for.
+    extra = (("metadata", b'{"order": "42"}'),) if path == "/jobs" else (("prompt", b"hi"),)
+    body = multipart("b", ("file", wav()), *ROUTES[path][0], *extra)[:-cut]
+    if path != "/jobs":
+        words = words.replace("'metadata'", "'prompt'")
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    _refusal(env.http.post(path, content=body, headers=headers), ROUTES[path][1], words)
+    env.assert_nothing_kept()
+
+
 def test_an_endless_epilogue_is_cut_off_at_the_limit(env):
     """Bytes after the closing boundary are parsed away unseen: without a cap on the
     whole body, a chunked request could stream them forever."""
