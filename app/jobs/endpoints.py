@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -232,6 +232,25 @@ async def get_job(
     return JobOut.of(job)
 
 
+def _in_utc(name: str, value: datetime | None) -> datetime | None:
+    """A time filter as UTC, as the database compares it: it needs a timezone, and
+    its UTC time must exist (9999-12-31T23:00-01:00 is past the last datetime)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise InvalidRequest(
+            f"{name} needs a timezone, e.g. 2026-11-21T06:00:00Z",
+            errors=[{"field": name, "message": "no timezone", "type": "timezone_aware"}],
+        )
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidRequest(
+            f"{name} is out of range once in UTC: {value.isoformat()}",
+            errors=[{"field": name, "message": "out of range", "type": "datetime_range"}],
+        ) from None
+
+
 @router.get(
     "",
     operation_id="list_jobs",
@@ -249,14 +268,11 @@ async def list_jobs(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> JobPage:
-    for name, value in (("created_after", created_after), ("created_before", created_before)):
-        if value is not None and value.tzinfo is None:
-            raise InvalidRequest(f"{name} needs a timezone, e.g. 2026-11-21T06:00:00Z")
     filters = JobFilter(
         status=status.value if status else None,
         provider=provider,
-        created_after=created_after,
-        created_before=created_before,
+        created_after=_in_utc("created_after", created_after),
+        created_before=_in_utc("created_before", created_before),
     )
     try:
         jobs, next_cursor = await repository.list_for_client(

@@ -272,7 +272,15 @@ def _json_object(name: str, text: str) -> dict[str, Any]:
             errors=[{"field": name, "message": "invalid JSON", "type": "json_invalid"}],
         ) from None
     except RecursionError:
-        raise InvalidRequest(f"{name} is nested too deeply") from None
+        raise InvalidRequest(
+            f"{name} is nested too deeply",
+            errors=[{"field": name, "message": "nested too deeply", "type": "json_invalid"}],
+        ) from None
+    except ValueError:  # an integer of more digits than Python converts (4300)
+        raise InvalidRequest(
+            f"{name} holds a number too long to read",
+            errors=[{"field": name, "message": "number too long", "type": "json_invalid"}],
+        ) from None
     if not isinstance(value, dict):
         raise InvalidRequest(
             f"{name} must be a JSON object",
