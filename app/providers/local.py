@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
 import httpx
+import numpy as np
 from pydantic import BaseModel
 
 from app.audio.convert import UnsupportedAudio, decode_to_pcm16_mono, ffmpeg_available
@@ -225,10 +226,20 @@ def _init_worker(parent: int) -> None:
     # Imported here so only the worker processes load the model.
     from pocketsphinx import Decoder
 
-    # Dither: stretches of digital silence (exact or near zeros, as synthesised or
-    # resampled audio has) give log-energy features of minus infinity, which can
-    # derail the whole utterance.
-    _decoder = Decoder(samprate=SAMPLE_RATE, dither=True)
+    # No dither of its own: the engine's draws from one random stream for the
+    # process's life, so the same audio came out differently from one job to the
+    # next ("a used", "a youth"). _dithered adds the same noise to each clip.
+    _decoder = Decoder(samprate=SAMPLE_RATE, dither=False)
+
+
+def _dithered(pcm: bytes) -> bytes:
+    """``pcm`` (16-bit mono) with -1, 0 or +1 added to each sample, the same for
+    the same audio. Stretches of digital silence (exact or near zeros, as
+    synthesised or resampled audio has) give log-energy features of minus
+    infinity, which can derail the whole utterance."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.int32)
+    noise = np.random.default_rng(0).integers(-1, 2, size=samples.size, dtype=np.int32)
+    return np.clip(samples + noise, -32768, 32767).astype("<i2").tobytes()
 
 
 def _recognise(path: Path, fmt: AudioFormat | None) -> Recognition:
@@ -237,7 +248,7 @@ def _recognise(path: Path, fmt: AudioFormat | None) -> Recognition:
             fmt = sniff_format(f.read(SNIFF_BYTES))
         if fmt is None:
             raise UnsupportedAudio("the file is not audio in a format the gateway recognises")
-    pcm = decode_to_pcm16_mono(path, fmt, SAMPLE_RATE)
+    pcm = _dithered(decode_to_pcm16_mono(path, fmt, SAMPLE_RATE))
     _decoder.start_utt()
     _decoder.process_raw(pcm, full_utt=True)
     _decoder.end_utt()
@@ -248,7 +259,8 @@ def _recognise(path: Path, fmt: AudioFormat | None) -> Recognition:
         samples=len(pcm) // 2,
         segments=[
             RawSegment(word=s.word, start_frame=s.start_frame, end_frame=s.end_frame, prob=s.prob)
-            for s in _decoder.seg()
+            # None, not an empty list, when the clip is too short for one frame
+            for s in _decoder.seg() or ()
         ],
     )
 

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,6 +85,34 @@ async def test_transcribes_the_committed_speech(
     assert raw["engine"] == "pocketsphinx"
     assert "hello" in raw["hypothesis"]
     assert {"<s>", "hello"} <= {segment["word"] for segment in raw["segments"]}
+
+
+async def test_the_same_audio_gives_the_same_transcript_every_time(
+    provider: LocalProvider,
+) -> None:
+    # Two engine processes, several clips each: the engine's own dither drew from
+    # one random stream per process, and the words and times moved between runs.
+    results = []
+    for n in range(6):
+        update = await provider.submit(request(MONO, job_id=f"job-{n}"))
+        assert update.result is not None
+        results.append(update.result.transcript)
+    assert results[0].text == "hello world it is a used"  # the README's first transcription
+    assert all(t == results[0] for t in results[1:]), {t.text for t in results}
+
+
+async def test_a_clip_too_short_for_a_frame_is_an_empty_transcript(
+    provider: LocalProvider, tmp_path: Path
+) -> None:
+    short = tmp_path / "short.wav"
+    with wave.open(str(short), "wb") as out:  # 400 samples: 25 ms
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(b"\x01\x00" * 400)
+    update = await provider.submit(request(short))
+    assert update.status == "completed" and update.result is not None
+    assert update.result.transcript.text == "" and update.result.transcript.segments == []
 
 
 async def test_the_event_loop_runs_during_recognition(provider: LocalProvider) -> None:
