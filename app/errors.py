@@ -20,11 +20,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from app.db import database_unreachable
@@ -239,6 +240,16 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# nginx's "client closed request": what metrics count for a request whose client
+# left before it was read (the answer reaches no one).
+CLIENT_CLOSED_REQUEST = 499
+
+
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    log.info("the client closed the connection before its request was read")
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return problem_response(
@@ -253,4 +264,5 @@ def install_error_handlers(app: FastAPI) -> None:
     # Refused, reset, timed out, the server shutting down: see database_unreachable.
     for unavailable in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError):
         app.add_exception_handler(unavailable, _database_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

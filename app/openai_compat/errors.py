@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.requests import ClientDisconnect
 
 from app.errors import (
     ApiError,
@@ -142,6 +143,8 @@ class OpenAIRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
+            except ClientDisconnect:
+                raise  # no one to answer: app/errors.py counts it and moves on
             except Exception as exc:
                 return error_response(convert(exc))
 

@@ -9,6 +9,7 @@ simpler refusals (wrong media types, bad fields, broken multipart).
 
 from __future__ import annotations
 
+import logging
 import select
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.api.helpers import assert_problem
 from tests.conftest import SPEECH_WAV
@@ -190,6 +192,28 @@ def test_a_body_without_its_closing_boundary_makes_no_job(env, path, cut, words)
         words = words.replace("'metadata'", "'prompt'")
     headers = {"Content-Type": "multipart/form-data; boundary=b"}
     _refusal(env.http.post(path, content=body, headers=headers), ROUTES[path][1], words)
+    env.assert_nothing_kept()
+
+
+def _served(path: str, status: int) -> float:
+    labels = {"method": "POST", "route": path, "status": str(status)}
+    return REGISTRY.get_sample_value("stt_http_requests_total", labels) or 0.0
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_a_client_that_leaves_mid_upload_is_no_server_error(env, path, caplog):
+    body = multipart("b", ("file", wav()), *ROUTES[path][0])
+    before = {status: _served(path, status) for status in (499, 500)}
+    with env.raw() as raw:
+        _upload_head(env, raw, path, Content_Length=str(len(body)))
+        raw.send(body[: len(body) // 2])
+        time.sleep(0.2)  # the gateway is reading the body when the client goes
+    deadline = time.monotonic() + 10
+    while _served(path, 499) == before[499] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _served(path, 499) == before[499] + 1  # counted as the client's doing
+    assert _served(path, 500) == before[500]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     env.assert_nothing_kept()
 
 
