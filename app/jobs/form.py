@@ -170,13 +170,17 @@ class JobFormReader:
         except FormParserError as exc:
             raise InvalidRequest(f"malformed multipart body: {exc}") from None
         if self._part.is_file and self.file is None:
-            raise InvalidRequest("the multipart body ended in the middle of the file")
+            raise InvalidRequest(
+                "the multipart body ended in the middle of the file",
+                errors=[{"field": "file", "message": "cut short", "type": "incomplete"}],
+            )
         if self._parts and self._parser.state != MultipartState.END:
             # The part in progress was never finished: taking the fields without it
             # would make a job with a setting the client did send left out.
             where = f"the {self._part.name!r} part" if self._part.name else "a part's headers"
             raise InvalidRequest(
-                f"the multipart body ended before its closing boundary, in {where}"
+                f"the multipart body ended before its closing boundary, in {where}",
+                errors=[{"field": self._part.name, "message": "cut short", "type": "incomplete"}],
             )
 
     def _on_part_begin(self) -> None:
@@ -210,7 +214,10 @@ class JobFormReader:
                 errors=[{"field": self._part.name, "message": "unknown field", "type": "extra"}],
             )
         if self._part.name in self.fields or (self._part.name == "file" and self.file):
-            raise InvalidRequest(f"form field {self._part.name!r} is given twice")
+            raise InvalidRequest(
+                f"form field {self._part.name!r} is given twice",
+                errors=[{"field": self._part.name, "message": "given twice", "type": "repeated"}],
+            )
         if self._part.name == "file":
             self._part.is_file = True
             filename = options.get(b"filename")
@@ -221,7 +228,10 @@ class JobFormReader:
         chunk = data[start:end]
         if not self._part.is_file:
             if len(self._part.data) + len(chunk) > _MAX_FIELD_BYTES:
-                raise InvalidRequest(f"form field {self._part.name!r} is over 64 KiB")
+                raise InvalidRequest(
+                    f"form field {self._part.name!r} is over 64 KiB",
+                    errors=[{"field": self._part.name, "message": "too long", "type": "too_long"}],
+                )
             self._part.data.extend(chunk)
             return
         if self._writer.size + len(chunk) > self._max_upload:

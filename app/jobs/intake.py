@@ -233,7 +233,13 @@ async def _read_form(
             ],
         )
     if upload is not None and "source_url" in raw:
-        raise InvalidRequest("give either a 'file' or a 'source_url', not both")
+        raise InvalidRequest(
+            "give either a 'file' or a 'source_url', not both",
+            errors=[
+                {"field": name, "message": "give file or source_url", "type": "exclusive"}
+                for name in ("file", "source_url")
+            ],
+        )
     values: dict[str, Any] = {k: v for k, v in raw.items() if k != "source_url"}
     for name in ("options", "metadata"):
         if name in values:

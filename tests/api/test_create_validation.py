@@ -123,7 +123,25 @@ def test_urlencoded_form_is_415(env):
 def test_file_and_source_url_together_is_422(env):
     _, client, _ = env
     response = upload(client, source_url="https://example.com/a.wav")
-    assert_problem(response, 422, "not both")
+    body = assert_problem(response, 422, "not both")
+    assert [e["field"] for e in body["errors"]] == ["file", "source_url"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "words", "field"),
+    [
+        ([("provider", "local"), ("provider", "local")], "given twice", "provider"),
+        ([("metadata", "{}" + " " * 70_000)], "over 64 KiB", "metadata"),
+    ],
+)
+def test_a_bad_form_field_is_named_in_errors(env, fields, words, field):
+    _, client, _ = env
+    with SPEECH_WAV.open("rb") as audio:
+        parts = [("file", ("a.wav", audio, "audio/wav"))]
+        parts += [(name, (None, value)) for name, value in fields]
+        response = client.post("/jobs", files=parts)
+    body = assert_problem(response, 422, words)
+    assert [e["field"] for e in body["errors"]] == [field]
 
 
 def test_empty_and_truncated_files(env):
