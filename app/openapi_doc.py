@@ -70,6 +70,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         _problem_422s(doc)
         _nul_400s(doc)
         _stalled_uploads(doc)
+        _server_errors(doc)
         _binary_uploads(doc)
         _describe_tags(doc)
         app.openapi_schema = doc
@@ -117,6 +118,22 @@ def _nul_400s(doc: dict[str, Any]) -> None:
         op.setdefault("responses", {}).setdefault(
             "400", problem_response_doc("The URL contains a NUL character")
         )
+
+
+def _server_errors(doc: dict[str, Any]) -> None:
+    """app/errors.py's 500 (a bug) and 503 (the database unreachable), which any
+    route that reads the database can answer; /v1 declares its own, in OpenAI's shape."""
+    retry_after = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+    for path, item in doc.get("paths", {}).items():
+        if path == "/healthz" or path.startswith("/v1/"):
+            continue
+        for op in item.values():
+            answers = op.setdefault("responses", {})
+            answers.setdefault("500", problem_response_doc("An unexpected error (a bug)"))
+            answers.setdefault(
+                "503",
+                problem_response_doc("The database is unavailable", headers=retry_after),
+            )
 
 
 def _stalled_uploads(doc: dict[str, Any]) -> None:

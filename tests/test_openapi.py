@@ -132,6 +132,18 @@ def test_routes_declare_the_errors_they_answer(doc):
     assert "503" in paths["/readyz"]["get"]["responses"]
 
 
+def test_every_operation_that_reads_the_database_declares_500_and_503(doc):
+    # app/errors.py answers an unexpected error with 500 and an unreachable
+    # database with 503 and Retry-After, on every route but the liveness check.
+    for name, op in operations(doc):
+        if name == "GET /healthz":
+            assert "503" not in op["responses"]
+            continue
+        assert {"500", "503"} <= set(op["responses"]), name
+    unavailable = doc["paths"]["/jobs"]["get"]["responses"]["503"]
+    assert "Retry-After" in unavailable["headers"]
+
+
 def test_fastapi_validation_error_is_replaced_everywhere(doc):
     text = json.dumps(doc)
     assert "HTTPValidationError" not in text
