@@ -30,7 +30,7 @@ from app.jobs.repository import Lease
 from app.jobs.schemas import CreateJobFromUrl, JobFields, JobStatus
 from app.metrics import job_created
 from app.models import Job
-from app.providers.base import PermanentProviderError, Provider
+from app.providers.base import PermanentProviderError, Provider, RefusedRequest
 from app.queue.repository import ClaimedTask, new_claim_token
 from app.storage import audio_key, job_prefix
 from app.urls import UrlRefused, check_url_target
@@ -464,8 +464,14 @@ def _check_job(provider: Provider, language: str | None, options: BaseModel, rol
         return
     try:
         check(language, options)
-    except PermanentProviderError as exc:
-        raise InvalidRequest(f"{role} {provider.name!r}: {exc.message}") from None
+    except PermanentProviderError as exc:  # RefusedRequest names its field
+        field = exc.field if isinstance(exc, RefusedRequest) else None
+        raise InvalidRequest(
+            f"{role} {provider.name!r}: {exc.message}",
+            errors=[{"field": field, "message": "refused by the provider", "type": exc.code}]
+            if field
+            else None,
+        ) from None
 
 
 def _check_size(provider: Provider, upload: StoredUpload, role: str) -> None:

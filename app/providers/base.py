@@ -52,6 +52,15 @@ class PermanentProviderError(ProviderError):
         self.retryable = retryable
 
 
+class RefusedRequest(PermanentProviderError):
+    """A job the vendor's rules refuse as asked, whatever the audio: ``field`` names
+    the request field at fault, for the 422 when it is found at creation."""
+
+    def __init__(self, code: str, message: str, *, field: str) -> None:
+        super().__init__(code, message)
+        self.field = field
+
+
 class NoOptions(BaseModel):
     """For providers that take no options of their own: anything given is a 422."""
 
@@ -135,7 +144,7 @@ class Provider(Protocol):
     # resubmit_is_free: ClassVar[bool]
     # Optional (read with getattr): a rule the vendor's request has beyond what
     # options_model and capabilities say, checked when the job is created (a 422)
-    # as well as at submit. Raises PermanentProviderError.
+    # as well as at submit. Raises RefusedRequest.
     # def check_job(self, language: str | None, options: BaseModel) -> None: ...
 
     async def submit(self, request: SubmitRequest) -> ProviderUpdate: ...

@@ -27,6 +27,7 @@ from app.providers.base import (
     PermanentProviderError,
     ProviderResult,
     ProviderUpdate,
+    RefusedRequest,
     RetryableProviderError,
     SubmitRequest,
 )
@@ -95,10 +96,11 @@ def resolve_language(job_language: str | None, option: str | None) -> str | None
         return option or mapped
     if option == "mixed" and mapped in ("ko-KR", "en-US"):
         return option
-    raise PermanentProviderError(
+    raise RefusedRequest(
         "invalid_options",
         f"options.sttConfig.language {option!r} contradicts the job's language "
         f"{job_language!r} (sent to daglo as {mapped!r})",
+        field="options.sttConfig.language",
     )
 
 

@@ -226,10 +226,12 @@ def _init_worker(parent: int) -> None:
     # Imported here so only the worker processes load the model.
     from pocketsphinx import Decoder
 
-    # No dither of its own: the engine's draws from one random stream for the
-    # process's life, so the same audio came out differently from one job to the
-    # next ("a used", "a youth"). _dithered adds the same noise to each clip.
-    _decoder = Decoder(samprate=SAMPLE_RATE, dither=False)
+    # The same audio gives the same words whatever the process decoded before:
+    # no dither of the engine's (it draws from one random stream for the process's
+    # life: "a used", then "a youth"; _dithered adds the same noise to each clip),
+    # and the cepstral mean of each clip itself ("batch"), not one carried over
+    # from the clips before ("live").
+    _decoder = Decoder(samprate=SAMPLE_RATE, dither=False, cmn="batch")
 
 
 def _dithered(pcm: bytes) -> bytes:

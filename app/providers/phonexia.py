@@ -28,6 +28,7 @@ from app.providers.base import (
     PermanentProviderError,
     ProviderResult,
     ProviderUpdate,
+    RefusedRequest,
     RetryableProviderError,
     SubmitRequest,
 )
@@ -317,10 +318,11 @@ class PhonexiaProvider:
 
     def check_job(self, language: str | None, options: BaseModel) -> None:
         if isinstance(options, PhonexiaOptions) and options.engine == "default" and not language:
-            raise PermanentProviderError(
+            raise RefusedRequest(
                 "language_required",
                 "the default engine needs a language (an RFC 5646 tag such as en "
                 'or cs-CZ); or use the option "engine": "whisper-enhanced", which detects it',
+                field="language",
             )
 
     async def submit(self, request: SubmitRequest) -> ProviderUpdate:

@@ -221,27 +221,25 @@ def test_a_source_url_daglo_cannot_read_ends_in_input_error(start: Start, fake: 
     assert done["error"]["code"] == "invalid_request"
 
 
-def test_an_empty_result_completes_with_an_empty_transcript(start: Start, fake: FakeDaglo) -> None:
-    fake.outcome = "empty"
-    gateway, key = start()
-    with gateway.client(key) as client:
-        done = helpers.finished_job(client, "daglo")
-        transcript = client.get(f"/jobs/{done['id']}/transcript").json()
-    assert done["status"] == "completed", done
-    assert transcript["text"] == "" and transcript["segments"] == []
-
-
-def test_a_204_to_the_submit_completes_with_an_empty_transcript_after_one_upload(
-    start: Start, fake: FakeDaglo
+@pytest.mark.parametrize(
+    ("outcome", "polls"),
+    [
+        ("empty", True),  # the GET answers 204
+        ("empty_at_once", False),  # the POST does: done, with no rid to poll
+    ],
+)
+def test_an_empty_result_completes_with_an_empty_transcript_after_one_upload(
+    start: Start, fake: FakeDaglo, outcome: str, polls: bool
 ) -> None:
-    fake.outcome = "empty_at_once"
+    fake.outcome = outcome
     gateway, key = start()
     with gateway.client(key) as client:
         done = helpers.finished_job(client, "daglo")
         transcript = client.get(f"/jobs/{done['id']}/transcript").json()
     assert done["status"] == "completed", done
     assert transcript["text"] == "" and transcript["segments"] == []
-    assert len(fake.calls("submit")) == 1 and fake.calls("status") == []
+    assert len(fake.calls("submit")) == 1
+    assert bool(fake.calls("status")) is polls
 
 
 def test_a_duplicate_callback_after_completion_changes_nothing(
@@ -299,6 +297,7 @@ def test_a_language_option_that_contradicts_the_job_is_a_422_at_creation(
     with gateway.client(key) as client:
         options = json.dumps({"sttConfig": {"language": "ko-KR"}})
         refused = upload(client, provider="daglo", language="ja", options=options)
-        assert_problem(refused, 422, "'daglo'", "contradicts", "'ja'")
+        body = assert_problem(refused, 422, "'daglo'", "contradicts", "'ja'")
+        assert [e["field"] for e in body["errors"]] == ["options.sttConfig.language"]
         assert client.get("/jobs").json()["data"] == []
     assert fake.calls("submit") == []

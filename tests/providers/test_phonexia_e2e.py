@@ -123,7 +123,8 @@ def test_default_engine_without_a_language_is_a_422_at_creation(
     gateway, key = start()
     with gateway.client(key) as client:
         refused = upload(client, provider="phonexia")
-        assert_problem(refused, 422, "'phonexia'", "needs a language", "whisper-enhanced")
+        body = assert_problem(refused, 422, "'phonexia'", "needs a language", "whisper-enhanced")
+        assert [e["field"] for e in body["errors"]] == ["language"]
         # As a fallback, which runs with the default engine, too.
         as_fallback = upload(client, provider="local", fallback_providers='["phonexia"]')
         assert_problem(as_fallback, 422, "fallback provider 'phonexia'", "needs a language")
