@@ -148,12 +148,9 @@ async def store_job_to_run_now(
     the open row: the submit was cut off, as any other."""
     logs.job_id.set(job_id)
     job = await _validated_job(ctx, client, job_id, fields, upload, None)
-    # As the submit step shows a synchronous provider's job: in hand, the engine working.
-    job.status, job.provider_job_id, job.provider_status = (
-        JobStatus.processing.value,
-        job_id,
-        "running",
-    )
+    # As the submit step shows a synchronous provider's job: in hand, the engine
+    # working. No provider_status: such a vendor has no status word to keep.
+    job.status, job.provider_job_id = JobStatus.processing.value, job_id
     lease = Lease(new_claim_token(), utcnow() + timedelta(seconds=ctx.settings.task_lease_seconds))
     submission = None
     async with ctx.sessions_for(one_statement=True)() as session:

@@ -90,7 +90,9 @@ class SubmitStep(JobStep):
                 submission = await ledger.begin(session, job.id, job.provider)
             if provider.capabilities.synchronous:
                 # The engine works while we wait: the client should see it is in hand.
-                await service.mark_processing(session, job.id, job.id, "running")
+                # No provider_status: such a vendor has no status word to keep (a
+                # made-up "running" outlived the job's end).
+                await service.mark_processing(session, job.id, job.id, None)
             await commit(session, self.ctx.hub)
         return True, submission
 

@@ -72,7 +72,7 @@ def test_the_request_claims_and_runs_its_own_submit(
     assert [row.outcome for row in open_rows] == [None, None]
     # The request's job was written in hand (processing) with its ledger row.
     jobs = _rows(postgres_url, "SELECT status, provider_status FROM jobs ORDER BY created_at")
-    assert [tuple(job) for job in jobs] == [("processing", "running")] * 2
+    assert [tuple(job) for job in jobs] == [("processing", None)] * 2
     request.join(timeout=30)
 
     assert answers == [TEXT]

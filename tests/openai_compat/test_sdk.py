@@ -301,6 +301,7 @@ def test_a_failed_job_answers_its_code_and_message_once(
     assert len(fake.received) == 1  # the SDK did not send it again
     [job] = listed_jobs(gateway, key)
     assert job["status"] == "failed" and job["id"] in error["message"]
+    assert job["provider_status"] is None  # the upstream has no status word; none is made up
 
 
 def test_a_file_the_upstream_refuses_is_a_bad_request(
