@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # A submit cut off by a crash may have been accepted (and billed) by the
     # vendor: false fails the job (`submit_interrupted`), true sends it again.
     resubmit_in_doubt: bool = False
+    # A vendor that accepted a job and then failed it in a way an identical
+    # request may cure (Daglo's transcript_error, Phonexia's failed) is sent the
+    # job again this many times, after a growing pause; 0 fails it at once.
+    vendor_failure_resubmits: int = Field(default=2, ge=0, le=10)
 
     # Providers
     local_provider: bool = True

@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Update, bindparam, select, update
+from sqlalchemy import Update, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -39,6 +39,18 @@ async def open_submission(session: AsyncSession, job_id: str, provider: str) -> 
             ProviderSubmission.outcome.is_(None),
         )
     )
+
+
+async def accepted_count(session: AsyncSession, job_id: str, provider: str) -> int:
+    """How many submits of this job this vendor has taken."""
+    count = await session.scalar(
+        select(func.count()).where(
+            ProviderSubmission.job_id == job_id,
+            ProviderSubmission.provider == provider,
+            ProviderSubmission.outcome == ACCEPTED,
+        )
+    )
+    return int(count or 0)
 
 
 async def begin(session: AsyncSession, job_id: str, provider: str) -> int:

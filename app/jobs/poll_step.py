@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.jobs import service
+from app.db import utcnow
+from app.events import commit
+from app.jobs import ledger, service
 from app.jobs.step import JobStep
 from app.models import Job
-from app.providers.base import PermanentProviderError, ProviderUpdate, RetryableProviderError
+from app.providers.base import (
+    PermanentProviderError,
+    Provider,
+    ProviderUpdate,
+    RetryableProviderError,
+)
 from app.providers.guard import VendorUnavailable
 from app.queue import repository as queue
 from app.queue.repository import ClaimedTask
+
+log = logging.getLogger(__name__)
+
+
+def _error_of(error: PermanentProviderError) -> dict[str, Any]:
+    return {
+        "code": error.code,
+        "message": error.message,
+        "retryable": error.retryable,
+        "provider_detail": error.provider_detail,
+    }
 
 
 class PollStep(JobStep):
@@ -35,6 +57,45 @@ class PollStep(JobStep):
             return
         except RetryableProviderError as exc:
             await self._retryable(job, task, exc, None)
+            return
+        if update.status == "failed" and update.error is not None and update.error.retryable:
+            await self._vendor_failed(job, task, provider, update, update.error)
+            return
+        await self._apply(job, task, update)
+
+    async def _vendor_failed(
+        self,
+        job: Job,
+        task: ClaimedTask,
+        provider: Provider,
+        update: ProviderUpdate,
+        error: PermanentProviderError,
+    ) -> None:
+        """The vendor took the job, then failed it in a way an identical request
+        may cure: send it again (VENDOR_FAILURE_RESUBMITS times, after a pause
+        that grows), then try the next provider, and only then fail the job."""
+        settings = self.ctx.settings
+        taken = 0
+        if ledger.is_kept_for(provider):  # the ledger counts what the vendor took
+            async with self.ctx.autocommit_sessions() as session:
+                taken = await ledger.accepted_count(session, job.id, job.provider)
+        if 0 < taken <= settings.vendor_failure_resubmits:
+            run_at = utcnow() + timedelta(seconds=5 * settings.poll_min_seconds * taken)
+            deadline = timedelta(seconds=settings.provider_deadline_seconds)
+            async with self.ctx.sessions() as session:
+                await service.resubmit(session, job, run_at, deadline)
+                await commit(session, self.ctx.hub)
+            log.warning(
+                "job %s: %s failed it (%s); sending it again (%d of %d)",
+                job.id,
+                job.provider,
+                update.provider_status or error.code,
+                taken,
+                settings.vendor_failure_resubmits,
+            )
+            return
+        if service.next_provider(job) is not None:
+            await self._give_up_on_provider(job, task, _error_of(error))
             return
         await self._apply(job, task, update)
 

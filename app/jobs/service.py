@@ -213,6 +213,26 @@ async def cancel(session: AsyncSession, job_id: str, *, at_vendor: bool = False)
     return True
 
 
+async def resubmit(session: AsyncSession, job: Job, run_at: datetime, deadline: timedelta) -> bool:
+    """The vendor failed the job it had taken: queue it to be sent to the same
+    vendor again at ``run_at``, its vendor job forgotten and its deadline anew."""
+    moved = await _move(
+        session,
+        job.id,
+        (JobStatus.processing.value,),
+        {
+            "status": JobStatus.queued.value,
+            "provider_job_id": None,
+            "provider_status": None,
+            "deadline_at": utcnow() + deadline,
+        },
+    )
+    if moved:
+        await queue.cancel_for_job(session, job.id, (SUBMIT_TASK, POLL_TASK))
+        await queue.enqueue(session, SUBMIT_TASK, job.id, run_at=run_at)
+    return moved
+
+
 def next_provider(job: Job) -> str | None:
     """The provider after the current one: the chain is [first, *fallback_providers]
     and the current one is at index len(provider_attempts)."""

@@ -190,12 +190,14 @@ def test_a_file_over_the_vendors_limit_fails_with_its_envelope(
 def test_a_task_the_vendor_ends_badly_fails_the_job_with_its_detail(
     start: Start, fake: FakePhonexia, outcome: str, code: str, retryable: bool, message: str
 ) -> None:
-    fake.outcomes.append(outcome)
+    fake.outcomes.extend([outcome] * 3)
     gateway, key = start()
     with gateway.client(key) as client:
         job = helpers.finished_job(client, "phonexia", language="en")
         assert client.get(f"/jobs/{job['id']}/transcript").status_code == 409
     assert job["status"] == "failed"
+    # The vendor's own failure is sent again twice (VENDOR_FAILURE_RESUBMITS), first.
+    assert len(fake.tasks) == (3 if retryable else 1)
     assert job["provider_status"] == outcome
     assert job["error"]["code"] == code
     assert job["error"]["retryable"] is retryable
