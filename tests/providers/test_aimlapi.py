@@ -13,20 +13,19 @@ import pydantic
 import pytest
 
 from app.config import Settings
-from app.providers.aimlapi import (
+from app.providers.aimlapi import STATUS_MAP, AimlApiProvider, build, interpret
+from app.providers.aimlapi_options import (
     DEFAULT_MODEL,
-    STATUS_MAP,
     AimlApiOptions,
-    AimlApiProvider,
-    assemblyai_transcript,
-    build,
     create_fields,
-    deepgram_transcript,
-    interpret,
     model_family,
+    vendor_language,
+)
+from app.providers.aimlapi_transcripts import (
+    assemblyai_transcript,
+    deepgram_transcript,
     openai_transcript,
     to_transcript,
-    vendor_language,
 )
 from app.providers.base import (
     PermanentProviderError,
