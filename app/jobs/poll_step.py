@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.events import commit
 from app.jobs import ledger, service
-from app.jobs.step import JobStep
+from app.jobs.step import JobStep, error_fields
 from app.models import Job
 from app.providers.base import (
     PermanentProviderError,
@@ -24,15 +23,6 @@ from app.queue import repository as queue
 from app.queue.repository import ClaimedTask
 
 log = logging.getLogger(__name__)
-
-
-def _error_of(error: PermanentProviderError) -> dict[str, Any]:
-    return {
-        "code": error.code,
-        "message": error.message,
-        "retryable": error.retryable,
-        "provider_detail": error.provider_detail,
-    }
 
 
 class PollStep(JobStep):
@@ -83,8 +73,10 @@ class PollStep(JobStep):
             run_at = utcnow() + timedelta(seconds=5 * settings.poll_min_seconds * taken)
             deadline = timedelta(seconds=settings.provider_deadline_seconds)
             async with self.ctx.sessions() as session:
-                await service.resubmit(session, job, run_at, deadline)
+                moved = await service.resubmit(session, job, run_at, deadline)
                 await commit(session, self.ctx.hub)
+            if not moved:  # canceled meanwhile
+                return
             log.warning(
                 "job %s: %s failed it (%s); sending it again (%d of %d)",
                 job.id,
@@ -95,7 +87,7 @@ class PollStep(JobStep):
             )
             return
         if service.next_provider(job) is not None:
-            await self._give_up_on_provider(job, task, _error_of(error))
+            await self._give_up_on_provider(job, task, error_fields(error))
             return
         await self._apply(job, task, update)
 

@@ -48,6 +48,20 @@ def poll_delay(job: Job, hint: float | None, shortest: float) -> float:
     return max(shortest, min(age / 10, 60.0))
 
 
+def error_fields(error: ProviderError) -> dict[str, Any]:
+    """A vendor's error as a job's ``error`` (and a fallback's record) has it."""
+    if isinstance(error, PermanentProviderError):
+        code, retryable = error.code, error.retryable
+    else:
+        code, retryable = "provider_error", True
+    return {
+        "code": code,
+        "message": error.message,
+        "retryable": retryable,
+        "provider_detail": error.provider_detail,
+    }
+
+
 class JobStep:
     def __init__(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
@@ -170,15 +184,7 @@ class JobStep:
     async def _fail(
         session: AsyncSession, job_id: str, error: ProviderError, provider_status: str | None
     ) -> None:
-        await service.fail(
-            session,
-            job_id,
-            code=error.code if isinstance(error, PermanentProviderError) else "provider_error",
-            retryable=error.retryable if isinstance(error, PermanentProviderError) else True,
-            message=error.message,
-            provider_detail=error.provider_detail,
-            provider_status=provider_status,
-        )
+        await service.fail(session, job_id, **error_fields(error), provider_status=provider_status)
 
     async def _fail_and_finish(
         self,
