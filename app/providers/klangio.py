@@ -18,11 +18,19 @@ body is undocumented; it only makes the gateway poll sooner.
 The job's provider_job_id is Klangio's own job id. Only the outputs the job asked
 for are downloaded (each extra format may cost quota, and what Klangio answers
 for a format it was not asked for is undocumented).
+
+COMPLETED means "result files can be fetched", yet a file may still be missing
+(its result path answers 404). With none there, the poll is retried as a vendor
+fault; with some there, the job stays processing for PARTIAL_GRACE_SECONDS from
+the first such look, looked at again every PARTIAL_POLL_SECONDS, and then
+completes with what is there, the rest listed in ``missing_outputs``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, get_args
 from urllib.parse import quote
@@ -43,6 +51,7 @@ from app.providers.base import (
     SubmitRequest,
 )
 from app.providers.http import json_object, send
+from app.providers.klangio_grace import FirstSeen
 from app.providers.upload import open_audio
 from app.transcripts import Transcript
 
@@ -120,6 +129,18 @@ OUTPUTS: dict[str, OutputFormat] = {
 # from a FastAPI route whose format enum lacks this path variant. Any other
 # refusal is an error.
 _NOT_THERE = {404, 410, 422}
+
+# How long a COMPLETED job with some of its files missing waits for the rest.
+# COMPLETED is documented as "result files can be fetched", so a file missing
+# then is either a moment behind the others (worth a short wait) or never coming
+# (the documents' own create answer has gen_gp5 false for a request of gp5), and
+# a job of the second kind pays the whole grace. A minute gives a late file six
+# looks, delays a job by no more than that, and stays far inside
+# PROVIDER_DEADLINE_SECONDS (900 s).
+PARTIAL_GRACE_SECONDS = 60.0
+# How often to look meanwhile: about six looks in the grace, each a status GET
+# and the downloads.
+PARTIAL_POLL_SECONDS = 10.0
 
 _AUDIO_TYPES: dict[str, str] = {
     "wav": "audio/wav",
@@ -332,10 +353,23 @@ class KlangioProvider:
     options_model: ClassVar[type[BaseModel]] = KlangioOptions
     needs_local_audio: ClassVar[bool] = True  # POST /transcription takes a file, not a URL
 
-    def __init__(self, http: httpx.AsyncClient, api_key: str, base_url: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        api_key: str,
+        base_url: str,
+        *,
+        grace_seconds: float | None = None,
+        poll_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._http = http
         self._key = api_key
         self._base = base_url.rstrip("/")
+        # The module constants are read here, not bound as defaults, so a test can set them.
+        self._grace = PARTIAL_GRACE_SECONDS if grace_seconds is None else grace_seconds
+        self._partial_poll = PARTIAL_POLL_SECONDS if poll_seconds is None else poll_seconds
+        self._partial_since = FirstSeen(clock=clock)  # klangio id -> first partial look
 
     async def submit(self, request: SubmitRequest) -> ProviderUpdate:
         check_language(request.language)
@@ -379,7 +413,13 @@ class KlangioProvider:
             return replace(update, error=failure(word, body))
         if status == "completed":
             outputs = [OUTPUTS[name] for name in options.outputs]
-            return replace(update, result=await self._results(klangio_id, outputs, body))
+            result, wait = await self._results(klangio_id, outputs, body)
+            if result is None:
+                # Processing, not a retryable error: each retry would count against
+                # the task's attempts and Klangio's circuit breaker, and a minute of
+                # retries opens the breaker (5 in a row by default) for every job.
+                return replace(update, status="processing", poll_after=wait)
+            return replace(update, result=result)
         return update
 
     async def cancel(self, provider_job_id: str) -> None:
@@ -388,8 +428,10 @@ class KlangioProvider:
 
     async def _results(
         self, klangio_id: str, outputs: list[OutputFormat], status_body: dict[str, Any]
-    ) -> ProviderResult:
-        """The files of ``outputs``, in that order; only those are downloaded."""
+    ) -> tuple[ProviderResult | None, float]:
+        """The files of ``outputs``, in that order; only those are downloaded.
+
+        (None, seconds to the next look) while some are missing and the grace runs."""
         files: dict[str, tuple[str, bytes]] = {}
         missing: list[str] = []
         for output in outputs:
@@ -404,9 +446,27 @@ class KlangioProvider:
                 "klangio results: the job is COMPLETED but none of its files is there yet",
                 provider_detail=status_body,
             )
-        if missing:
-            log.warning("klangio job %s has no %s", klangio_id, ", ".join(missing))
-        return build_result(status_body, files, missing)
+        if not missing:
+            self._partial_since.forget(klangio_id)
+            return build_result(status_body, files, missing), 0.0
+        # Not forgotten once the grace is over: a second fetch of the job (its result
+        # failed to be stored) then completes at once instead of waiting again.
+        waited = self._partial_since.waited(klangio_id)
+        if waited < self._grace:
+            log.info(
+                "klangio job %s is COMPLETED without %s yet: looking again",
+                klangio_id,
+                ", ".join(missing),
+            )
+            # The last look comes as the grace ends, not up to an interval after it.
+            return None, min(self._partial_poll, self._grace - waited)
+        log.warning(
+            "klangio job %s has no %s after %.0f s: completed without",
+            klangio_id,
+            ", ".join(missing),
+            waited,
+        )
+        return build_result(status_body, files, missing), 0.0
 
     async def _download(self, klangio_id: str, output: OutputFormat) -> tuple[str, bytes] | None:
         """(the path that answered, the file), or None when no path has it."""

@@ -9,7 +9,8 @@ Every call needs the header ``kl-api-key`` (401 otherwise); errors are FastAPI-s
 shape). A job walks through ``steps``, one status word per status GET; the GET
 that shows the last step finishes it, and Klangio's webhook is POSTed a moment
 later (its body is undocumented: here the job id and the final word). Only the
-outputs asked for are made.
+outputs asked for are made; ``late_outputs`` holds some back after COMPLETED
+(Klangio documents nothing of the kind, and nothing against it).
 
 Operations for faults and records: "submit", "status", "result".
 """
@@ -76,6 +77,7 @@ class FakeJob:
     params: dict[str, str] = field(default_factory=dict)
     polls: int = 0
     finished: bool = False
+    completed_looks: int = 0  # status GETs that have shown COMPLETED
 
 
 class FakeKlangio(FakeVendor):
@@ -88,6 +90,9 @@ class FakeKlangio(FakeVendor):
         self.quant_path = "midi_quant"
         self.failed_body: dict[str, Any] | None = None  # set: new jobs end with this status
         self.callback_delay = 0.25  # after the status GET that finished the job
+        # Output value -> the COMPLETED status GET from which its file is there (1: the
+        # first, as for any other output); None: never (a 404 for good).
+        self.late_outputs: dict[str, int | None] = {}
         self.stamps: list[tuple[Recorded, float]] = []  # each request, time.monotonic()
 
     # -- for tests --------------------------------------------------------------
@@ -187,7 +192,10 @@ class FakeKlangio(FakeVendor):
             return JSONResponse({"status": word})
         if not job.finished:  # no steps at all: done on the first look
             self._finish(job)
-        return JSONResponse(job.failed_body or {"status": "COMPLETED"})
+        if job.failed_body is not None:
+            return JSONResponse(job.failed_body)
+        job.completed_looks += 1
+        return JSONResponse({"status": "COMPLETED"})
 
     def _finish(self, job: FakeJob) -> None:
         """The job is done: the next status GET shows it, and the webhook is sent."""
@@ -207,7 +215,8 @@ class FakeKlangio(FakeVendor):
         paths = PATHS | {"midi_quant": self.quant_path}
         if job.finished and job.failed_body is None:
             for name in job.outputs:
-                if paths[name] == path:
+                since = self.late_outputs.get(name, 1)
+                if paths[name] == path and since is not None and job.completed_looks >= since:
                     return Response(FILES[name], media_type="application/octet-stream")
         return JSONResponse({"detail": "Not Found"}, status_code=404)
 

@@ -43,6 +43,7 @@ from app.providers.klangio import (
     transcription_params,
     upload_name_and_type,
 )
+from app.providers.klangio_grace import FirstSeen
 from tests.providers.helpers import PAYLOADS, recorded, stored_upload, submit_request_for
 
 BASE = "https://api.klang.io"
@@ -237,8 +238,9 @@ class Vendor:
             return httpx.Response(404, json={"detail": "Not Found"})
         return answer(request) if callable(answer) else answer
 
-    def provider(self, key: str = KEY) -> KlangioProvider:
-        return KlangioProvider(httpx.AsyncClient(transport=httpx.MockTransport(self)), key, BASE)
+    def provider(self, key: str = KEY, **settings: Any) -> KlangioProvider:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(self))
+        return KlangioProvider(http, key, BASE, **settings)
 
     @property
     def paths(self) -> list[str]:
@@ -482,12 +484,109 @@ async def test_quantized_midi_comes_from_either_documented_path(
     assert vendor.paths == ["/job/J1/status"] + [f"/job/J1/{p}" for p in tried]
 
 
-async def test_an_output_klangio_did_not_make_is_left_out() -> None:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_an_output_klangio_did_not_make_is_waited_for_then_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     vendor = completed(midi=httpx.Response(200, content=b"MThd"))
-    update = await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi", "gp5"]))
+    clock = Clock()
+    adapter = vendor.provider(clock=clock)  # the default grace and interval
+    options = KlangioOptions(outputs=["midi", "gp5"])
+
+    # COMPLETED without gp5: not done yet, looked at again in 10 s.
+    assert await adapter.fetch("J1", options) == ProviderUpdate(
+        status="processing", provider_job_id="J1", provider_status="COMPLETED", poll_after=10.0
+    )
+    clock.now += 55.0
+    waiting = await adapter.fetch("J1", options)
+    assert (waiting.status, waiting.result, waiting.poll_after) == ("processing", None, 5.0)
+
+    clock.now += 5.0  # a minute after the first look: done without it
+    with caplog.at_level(logging.WARNING, logger="app.providers.klangio"):
+        update = await adapter.fetch("J1", options)
+    assert (update.status, update.provider_status) == ("completed", "COMPLETED")
     assert update.result is not None
     assert [a.name for a in update.result.artifacts] == ["midi"]
     assert update.result.raw["missing_outputs"] == ["gp5"]
+    assert "has no gp5 after 60 s" in caplog.text
+    # Fetched again (its result was not stored, say): done at once, no second grace.
+    again = await adapter.fetch("J1", options)
+    assert again.status == "completed" and again.result == update.result
+    assert vendor.paths == ["/job/J1/status", "/job/J1/midi", "/job/J1/gp5"] * 4
+
+
+async def test_an_output_made_during_the_grace_is_included() -> None:
+    gp5: list[httpx.Response] = [httpx.Response(404, json={"detail": "Not Found"})] * 2
+    gp5.append(httpx.Response(200, content=b"GP5"))
+    vendor = completed(midi=httpx.Response(200, content=b"MThd"), gp5=lambda _: gp5.pop(0))
+    clock = Clock()
+    adapter = vendor.provider(clock=clock, grace_seconds=30.0, poll_seconds=4.0)
+    options = KlangioOptions(outputs=["midi", "gp5"])
+
+    for _ in range(2):
+        waiting = await adapter.fetch("J1", options)
+        assert (waiting.status, waiting.poll_after) == ("processing", 4.0)
+        clock.now += 4.0
+    update = await adapter.fetch("J1", options)
+
+    assert update.status == "completed" and update.result is not None
+    assert [(a.name, a.data) for a in update.result.artifacts] == [
+        ("midi", b"MThd"),
+        ("gp5", b"GP5"),
+    ]
+    assert update.result.raw["missing_outputs"] == []
+
+
+async def test_each_job_has_its_own_grace() -> None:
+    routes: dict[str, Handler | httpx.Response] = {}
+    for job in ("J1", "J2"):
+        routes[f"/job/{job}/status"] = httpx.Response(200, json={"status": "COMPLETED"})
+        routes[f"/job/{job}/midi"] = httpx.Response(200, content=b"MThd")
+    clock = Clock()
+    adapter = Vendor(routes).provider(clock=clock, grace_seconds=30.0)
+    options = KlangioOptions(outputs=["midi", "pdf"])
+
+    assert (await adapter.fetch("J1", options)).status == "processing"
+    clock.now += 20.0
+    assert (await adapter.fetch("J2", options)).status == "processing"
+    clock.now += 10.0
+    assert (await adapter.fetch("J1", options)).status == "completed"
+    later = await adapter.fetch("J2", options)  # 10 s into its own grace
+    assert (later.status, later.poll_after) == ("processing", 10.0)
+
+
+async def test_no_file_at_all_is_still_a_retry_after_the_grace() -> None:
+    files = [httpx.Response(200, content=b"MThd"), httpx.Response(404)]
+    vendor = completed(midi=lambda _: files.pop(0))
+    clock = Clock()
+    adapter = vendor.provider(clock=clock, grace_seconds=30.0)
+    options = KlangioOptions(outputs=["midi", "pdf"])
+    assert (await adapter.fetch("J1", options)).status == "processing"
+    clock.now += 31.0
+    with pytest.raises(RetryableProviderError, match="none of its files"):
+        await adapter.fetch("J1", options)
+
+
+def test_the_first_seen_memory_is_bounded() -> None:
+    clock = Clock()
+    seen = FirstSeen(limit=2, clock=clock)
+    assert seen.waited("a") == 0.0
+    clock.now += 1.0
+    assert (seen.waited("b"), seen.waited("a")) == (0.0, 1.0)
+    seen.waited("c")  # a third: the oldest ("a") goes
+    assert len(seen) == 2
+    clock.now += 1.0
+    assert (seen.waited("a"), seen.waited("c")) == (0.0, 1.0)  # "a" starts again
+    seen.forget("c")
+    seen.forget("c")  # forgetting twice is fine
+    assert len(seen) == 1
 
 
 async def test_the_job_id_is_klangios_and_fetch_downloads_the_options_outputs(

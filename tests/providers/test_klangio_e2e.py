@@ -4,20 +4,25 @@ Klangio's webhook back to the gateway)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from itertools import pairwise
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import asyncpg
 import httpx
 import pytest
 
+from app.providers import klangio as adapter
 from tests.api.helpers import assert_problem, upload
 from tests.conftest import SPEECH_WAV
 from tests.fakes.klangio import FILES, FakeKlangio
 from tests.providers import helpers
 from tests.providers.helpers import Start
+from tests.support.gateway import ThreadedGateway
+from tests.support.vendor import wait_for_job
 
 CONTENT_TYPES = {
     "midi": "audio/midi",
@@ -95,6 +100,72 @@ def test_upload_is_transcribed_into_the_requested_files(klangio: Start, fake: Fa
     assert len(statuses) == 3
     assert fake.callbacks_sent == [(webhook, 204)]
     assert statuses[2] - statuses[1] < 0.95
+
+
+def _stored_raw(gateway: ThreadedGateway, job_id: str) -> Any:
+    """The vendor payload the gateway kept beside the job's transcript."""
+
+    async def read() -> Any:
+        dsn = gateway.settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval("SELECT raw FROM job_results WHERE job_id = $1", job_id)
+        finally:
+            await conn.close()
+
+    return json.loads(asyncio.run(read()))
+
+
+def _completed_looks(fake: FakeKlangio) -> list[float]:
+    """When the status GETs answered COMPLETED (the fake's default steps come first)."""
+    return fake.status_times()[len(fake.steps) :]
+
+
+def test_a_file_made_after_completed_is_waited_for_and_kept(
+    klangio: Start, fake: FakeKlangio, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(adapter, "PARTIAL_POLL_SECONDS", 0.5)  # the grace stays a minute
+    fake.callbacks_enabled = False  # only the adapter's own pace between the looks
+    fake.late_outputs = {"pdf": 3}  # there from the third COMPLETED look on
+    gateway, key = klangio()
+    with gateway.client(key) as client:
+        job = helpers.create_job(client, "klangio", options={"outputs": ["midi", "pdf"]})
+        helpers.wait_until(lambda: len(_completed_looks(fake)) >= 2)
+        # Klangio said COMPLETED, but the PDF is not there: the job waits for it.
+        waiting = client.get(f"/jobs/{job['id']}").json()
+        assert (waiting["status"], waiting["provider_status"]) == ("processing", "COMPLETED")
+        assert waiting["artifacts"] == []
+        done = wait_for_job(client, job["id"])
+
+    assert done["status"] == "completed", done
+    assert done["artifacts"] == [
+        {"name": name, "content_type": CONTENT_TYPES[name], "size": len(FILES[name])}
+        for name in ("midi", "pdf")
+    ]
+    looks = _completed_looks(fake)
+    assert len(looks) == 3
+    assert all(b - a >= 0.45 for a, b in pairwise(looks))  # at the adapter's interval
+    assert _stored_raw(gateway, done["id"])["missing_outputs"] == []
+
+
+def test_a_file_never_made_is_left_out_after_the_grace(
+    klangio: Start, fake: FakeKlangio, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(adapter, "PARTIAL_GRACE_SECONDS", 1.5)
+    monkeypatch.setattr(adapter, "PARTIAL_POLL_SECONDS", 0.5)
+    fake.late_outputs = {"pdf": None}
+    gateway, key = klangio()
+    with gateway.client(key) as client:
+        done = helpers.finished_job(client, "klangio", options={"outputs": ["midi", "pdf"]})
+        got = client.get(f"/jobs/{done['id']}/artifacts/midi")
+
+    assert done["status"] == "completed", done
+    assert [a["name"] for a in done["artifacts"]] == ["midi"]
+    assert got.status_code == 200 and got.content == FILES["midi"]
+    looks = _completed_looks(fake)
+    assert len(looks) >= 3  # looked at again meanwhile, not given up at once ...
+    assert looks[-1] - looks[0] >= 1.5  # ... until the grace was over
+    assert _stored_raw(gateway, done["id"])["missing_outputs"] == ["pdf"]
 
 
 def test_source_url_is_downloaded_and_sent_as_a_file(klangio: Start, fake: FakeKlangio):
