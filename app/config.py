@@ -17,7 +17,11 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/stt-gateway.db"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
+    # hide_input_in_errors: a refused value may be a secret pasted into the wrong
+    # setting; the start-up error names the setting, never echoes what it holds.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", env_ignore_empty=True, hide_input_in_errors=True
+    )
 
     database_url: str = DEFAULT_DATABASE_URL
     # PostgreSQL connections each process keeps (and as many again for its busiest moments)
@@ -94,7 +98,8 @@ class Settings(BaseSettings):
     aimlapi_api_key: SecretStr | None = None
     aimlapi_base_url: str = "https://api.aimlapi.com"
     infomaniak_api_key: SecretStr | None = None
-    infomaniak_product_id: str | None = None
+    # The numeric {product_id} in Infomaniak's /1/ai/{product_id}/... paths (e.g. 24250)
+    infomaniak_product_id: str | None = Field(default=None, pattern=r"^[0-9]+$")
     infomaniak_base_url: str = "https://api.infomaniak.com"
     phonexia_base_url: str | None = None
     phonexia_api_key: SecretStr | None = None

@@ -10,17 +10,15 @@ The documents leave open where the transcript is (vendor-docs/NOTES.md, section 
 so every variant is accepted, in this order: inline in ``data`` (a JSON object,
 a JSON string or plain text), then the result's ``url``, then, when that is a
 404, the product-scoped download path that third-party clients use. A body is
-verbose_json, json (``{"text"}``), plain text, or SRT/WebVTT (as asked for).
+verbose_json, json (``{"text"}``), plain text, or SRT/WebVTT (as asked for), and
+infomaniak_transcript.py reads it.
 There is no cancel endpoint and no callback: the job is polled.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
-import re
 from pathlib import PurePath
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
@@ -30,22 +28,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import Settings
 from app.providers.base import (
-    Artifact,
     AudioFormat,
     Capabilities,
     PermanentProviderError,
-    ProviderResult,
     ProviderUpdate,
     RetryableProviderError,
     SubmitRequest,
 )
 from app.providers.http import json_object, send
+from app.providers.infomaniak_transcript import (
+    NAME,
+    UnexpectedPayload,
+    inline_payload,
+    parse_body,
+    result_from_payload,
+)
 from app.providers.upload import open_audio
-from app.transcripts import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
 
-NAME = "infomaniak"
 # "50mo max" (an older copy of the page says 25): the newer figure, read as MiB so
 # that a file in the gap between 50 MB and 50 MiB is left for the vendor to judge.
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -69,27 +70,21 @@ STATUS_MAP: dict[str, Literal["processing", "completed", "failed"]] = {
 }
 _FAILURE_CODES = {"cancelled": "provider_canceled", "canceled": "provider_canceled"}
 
-# Whisper names the language it heard ("english"); the transcript wants the code.
-_WHISPER_NAMES = (
-    "en:english zh:chinese de:german es:spanish ru:russian ko:korean fr:french "
-    "ja:japanese pt:portuguese tr:turkish pl:polish ca:catalan nl:dutch ar:arabic "
-    "sv:swedish it:italian id:indonesian hi:hindi fi:finnish vi:vietnamese he:hebrew "
-    "uk:ukrainian el:greek ms:malay cs:czech ro:romanian da:danish hu:hungarian "
-    "ta:tamil no:norwegian th:thai ur:urdu hr:croatian bg:bulgarian lt:lithuanian "
-    "la:latin mi:maori ml:malayalam cy:welsh sk:slovak te:telugu fa:persian lv:latvian "
-    "bn:bengali sr:serbian az:azerbaijani sl:slovenian kn:kannada et:estonian "
-    "mk:macedonian br:breton eu:basque is:icelandic hy:armenian ne:nepali mn:mongolian "
-    "bs:bosnian kk:kazakh sq:albanian sw:swahili gl:galician mr:marathi pa:punjabi "
-    "si:sinhala km:khmer sn:shona yo:yoruba so:somali af:afrikaans oc:occitan "
-    "ka:georgian be:belarusian tg:tajik sd:sindhi gu:gujarati am:amharic yi:yiddish "
-    "lo:lao uz:uzbek fo:faroese ht:haitian_creole ps:pashto tk:turkmen nn:nynorsk "
-    "mt:maltese sa:sanskrit lb:luxembourgish my:myanmar bo:tibetan tl:tagalog "
-    "mg:malagasy as:assamese tt:tatar haw:hawaiian ln:lingala ha:hausa ba:bashkir "
-    "jw:javanese su:sundanese yue:cantonese"
-)
-_WHISPER_LANGUAGES = dict(pair.split(":") for pair in _WHISPER_NAMES.split())
-_CODE_BY_NAME = {name.replace("_", " "): code for code, name in _WHISPER_LANGUAGES.items()}
-# BCP-47 subtags that Whisper spells differently.
+# The reference's `language` "Possible values", in its order (its page runs them
+# together: "afamarasaz…yuezh"; they are Whisper's codes, haw and yue the only
+# three-letter ones). The reference marks file and model required, not language: a job
+# may leave it out, and Whisper then detects the language itself.
+LANGUAGES = (
+    "af", "am", "ar", "as", "az", "ba", "be", "bg", "bn", "bo", "br", "bs", "ca", "cs",
+    "cy", "da", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fo", "fr", "gl", "gu",
+    "ha", "haw", "he", "hi", "hr", "ht", "hu", "hy", "id", "is", "it", "ja", "jw", "ka",
+    "kk", "km", "kn", "ko", "la", "lb", "ln", "lo", "lt", "lv", "mg", "mi", "mk", "ml",
+    "mn", "mr", "ms", "mt", "my", "ne", "nl", "nn", "no", "oc", "pa", "pl", "ps", "pt",
+    "ro", "ru", "sa", "sd", "si", "sk", "sl", "sn", "so", "sq", "sr", "su", "sv", "sw",
+    "ta", "te", "tg", "th", "tk", "tl", "tr", "tt", "uk", "ur", "uz", "vi", "yi", "yo",
+    "yue", "zh",
+)  # fmt: skip
+# BCP-47 subtags that Whisper spells differently (sent as the code on the right).
 _LANGUAGE_ALIASES = {"jv": "jw", "nb": "no", "iw": "he"}
 
 
@@ -114,10 +109,6 @@ class InfomaniakOptions(BaseModel):
     max_line_count: int | None = Field(default=None, ge=1, le=1000)
     max_line_width: int | None = Field(default=None, ge=1, le=1000)
     max_words_per_line: int | None = Field(default=None, ge=1, le=1000)
-
-
-class UnexpectedPayload(ValueError):
-    """The vendor's answer is not in any shape we know (may be transient)."""
 
 
 # --- pure converters -------------------------------------------------------------
@@ -162,184 +153,6 @@ def unwrap_results(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def parse_body(text: str) -> dict[str, Any] | str:
-    """A result body or inline ``data`` string: a JSON object, or text (plain or subtitles)."""
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            value = json.loads(stripped)
-        except json.JSONDecodeError:
-            raise UnexpectedPayload("the result looks like JSON but does not parse") from None
-        if not isinstance(value, dict):
-            raise UnexpectedPayload("the result is not a JSON object")
-        return value
-    if stripped.startswith('"'):
-        try:
-            value = json.loads(stripped)
-        except json.JSONDecodeError:
-            return text  # a plain transcript that opens with a quotation mark
-        return value if isinstance(value, dict | str) else text
-    return text
-
-
-def looks_like_transcript(value: dict[str, Any]) -> bool:
-    return isinstance(value.get("text"), str) or isinstance(value.get("segments"), list)
-
-
-def inline_payload(data: Any) -> dict[str, Any] | str | None:
-    """The transcript carried in the results' ``data``, or None to download it."""
-    if isinstance(data, str) and data.strip():
-        data = parse_body(data)
-    if isinstance(data, dict):
-        return data if looks_like_transcript(data) else None
-    if isinstance(data, str) and data.strip():
-        return data
-    return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _language_code(value: Any) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    value = value.strip().lower()
-    if value in _WHISPER_LANGUAGES:
-        return value
-    return _CODE_BY_NAME.get(value)
-
-
-def _word(raw: Any) -> Word | None:
-    if not isinstance(raw, dict):
-        return None
-    text = raw.get("word", raw.get("text"))
-    if not isinstance(text, str) or not text.strip():
-        return None
-    confidence = _number(raw.get("probability", raw.get("confidence")))
-    return Word(
-        start=_number(raw.get("start")),
-        end=_number(raw.get("end")),
-        text=text.strip(),
-        confidence=confidence if confidence is not None and 0 <= confidence <= 1 else None,
-    )
-
-
-def _words(raw: Any) -> list[Word]:
-    if not isinstance(raw, list):
-        return []
-    return [word for word in map(_word, raw) if word is not None]
-
-
-def _attach(segments: list[Segment], words: list[Word]) -> None:
-    """Put OpenAI's top-level words into the segments they fall in, in order."""
-    index = 0
-    for word in words:
-        while (
-            index + 1 < len(segments)
-            and word.start is not None
-            and (start := segments[index + 1].start) is not None
-            and word.start >= start
-        ):
-            index += 1
-        segments[index].words.append(word)
-
-
-def transcript_from_json(body: dict[str, Any]) -> Transcript:
-    """verbose_json (OpenAI's shape; words top-level or per segment) or json ({"text"})."""
-    if not looks_like_transcript(body):
-        raise UnexpectedPayload("the result has neither text nor segments")
-    raw_segments = body.get("segments")
-    segments = [
-        Segment(
-            start=_number(raw.get("start")),
-            end=_number(raw.get("end")),
-            text=raw["text"].strip(),
-            words=_words(raw.get("words")),
-        )
-        for raw in (raw_segments if isinstance(raw_segments, list) else [])
-        if isinstance(raw, dict) and isinstance(raw.get("text"), str)
-    ]
-    top_words = _words(body.get("words"))
-    text = body.get("text")
-    text = text.strip() if isinstance(text, str) else " ".join(s.text for s in segments)
-    if top_words and not any(segment.words for segment in segments):
-        if not segments:  # words but no segments: one segment spanning them
-            segments = [Segment(start=top_words[0].start, end=top_words[-1].end, text=text)]
-        _attach(segments, top_words)
-    return Transcript(
-        text=text,
-        language=_language_code(body.get("language")),
-        duration=_number(body.get("duration")),
-        provider=NAME,
-        segments=segments,
-    )
-
-
-_CUE_TIMES = re.compile(
-    r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})\s*-->\s*(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})"
-)
-_TAG = re.compile(r"<[^>]*>")
-
-
-def subtitle_format(text: str) -> Literal["srt", "vtt"] | None:
-    stripped = text.lstrip("\ufeff \t\r\n")
-    if stripped.startswith("WEBVTT"):
-        return "vtt"
-    lines = stripped.splitlines()
-    if len(lines) >= 2 and lines[0].strip().isdigit() and _CUE_TIMES.search(lines[1]):
-        return "srt"
-    return None
-
-
-def _cue_seconds(match: re.Match[str], first: int) -> float:
-    hours, minutes, seconds, fraction = match.group(first, first + 1, first + 2, first + 3)
-    whole = int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
-    return round(whole + int(fraction.ljust(3, "0")) / 1000, 3)
-
-
-def segments_from_subtitles(text: str) -> list[Segment]:
-    """SRT or WebVTT cues as segments (markup dropped)."""
-    segments: list[Segment] = []
-    for block in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip()):
-        lines = block.split("\n")
-        found = next(
-            ((i, m) for i, line in enumerate(lines) if (m := _CUE_TIMES.search(line))), None
-        )
-        if found is None:  # the WEBVTT header, NOTE and STYLE blocks
-            continue
-        index, match = found
-        cue = " ".join(_TAG.sub("", line).strip() for line in lines[index + 1 :] if line.strip())
-        start, end = _cue_seconds(match, 1), _cue_seconds(match, 5)
-        if not cue:
-            continue
-        previous = segments[-1] if segments else None
-        # highlight_words repeats a line once per word: one segment, not many.
-        if previous is not None and previous.text == cue and previous.end == start:
-            previous.end = end
-            continue
-        segments.append(Segment(start=start, end=end, text=cue))
-    return segments
-
-
-def result_from_payload(payload: dict[str, Any] | str, raw: Any) -> ProviderResult:
-    """The normalised transcript (and the vendor's subtitles, when it sent some)."""
-    if isinstance(payload, dict):
-        return ProviderResult(transcript=transcript_from_json(payload), raw=raw)
-    fmt = subtitle_format(payload)
-    if fmt is None:  # plain text: no times to give
-        return ProviderResult(transcript=Transcript(text=payload.strip(), provider=NAME), raw=raw)
-    segments = segments_from_subtitles(payload)
-    transcript = Transcript(
-        text=" ".join(segment.text for segment in segments), provider=NAME, segments=segments
-    )
-    content_type = "application/x-subrip" if fmt == "srt" else "text/vtt"
-    artifact = Artifact(name=fmt, content_type=content_type, data=payload.encode())
-    return ProviderResult(transcript=transcript, raw=raw, artifacts=[artifact])
-
-
 def failure_of(word: str, body: dict[str, Any]) -> PermanentProviderError:
     code = _FAILURE_CODES.get(word.lower(), "provider_failed")
     reason = body.get("data")
@@ -372,7 +185,8 @@ class InfomaniakProvider:
     capabilities: ClassVar[Capabilities] = Capabilities(
         formats=("mp3", "mp4", "wav", "flac", "ogg"),
         word_timestamps=True,
-        languages=None,  # Whisper's ~100 languages, and it detects the language itself
+        # A job without a language is still taken (the intake checks only a given one).
+        languages=(*LANGUAGES, *_LANGUAGE_ALIASES),
         max_upload_bytes=MAX_UPLOAD_BYTES,  # a file from a source_url is checked at submit
     )
     unsupported_format_hint: ClassVar[str] = (

@@ -1,7 +1,8 @@
 """A fake Infomaniak AI, per vendor-docs/infomaniak.txt and NOTES.md (section 4).
 
-    POST /1/ai/{product_id}/openai/audio/transcriptions   multipart: file, model, language,
-         response_format, timestamp_granularities[], ...   -> {"batch_id": "..."}
+    POST /1/ai/{product_id}/openai/audio/transcriptions   multipart: file, model, language
+         (optional, one of LANGUAGES), response_format, timestamp_granularities[], ...
+         -> {"batch_id": "..."}
     GET  /1/ai/{product_id}/results/{batch_id}   -> {status, url, file_name, file_size, data}
     GET  /1/ai/results/{batch_id}/download                the official example's `url`
     GET  /1/ai/{product_id}/results/{batch_id}/download   the path third-party clients use
@@ -45,6 +46,14 @@ MODELS = ("whisper", "whisperV2")
 RESPONSE_FORMATS = ("json", "srt", "text", "verbose_json", "vtt")
 EXTENSIONS = ("mp3", "mp4", "aac", "wav", "flac", "ogg", "opus", "wma", "m4a")
 LANGUAGE_NAMES = {"en": "english", "fr": "french", "de": "german", "it": "italian"}
+# The reference's `language` "Possible values" (its page runs them together).
+_LANGUAGE_VALUES = (
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu "
+    "ha haw he hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml "
+    "mn mr ms mt my ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw "
+    "ta te tg th tk tl tr tt uk ur uz vi yi yo yue zh"
+)
+LANGUAGES = frozenset(_LANGUAGE_VALUES.split())
 
 # What the fake "hears": (start, end, text, words).
 SEGMENTS: list[tuple[float, float, str, list[tuple[float, float, str]]]] = [
@@ -156,6 +165,8 @@ class FakeInfomaniak(FakeVendor):
             return error(400, "validation_failed", "The selected model is invalid")
         if batch.value("response_format", "json") not in RESPONSE_FORMATS:
             return error(400, "validation_failed", "The selected response format is invalid")
+        if batch.value("language", "en") not in LANGUAGES:  # optional (not marked required)
+            return error(400, "validation_failed", "The selected language is invalid")
         self.batches[batch.id] = batch
         created = {"batch_id": batch.id}
         return JSONResponse({"result": "success", "data": created} if self.envelope else created)

@@ -22,21 +22,24 @@ from app.providers.base import (
     SubmitRequest,
 )
 from app.providers.infomaniak import (
+    LANGUAGES,
     MAX_UPLOAD_BYTES,
     STATUS_MAP,
     InfomaniakOptions,
     InfomaniakProvider,
-    UnexpectedPayload,
     batch_id_of,
     build,
     form_fields,
+    unwrap_results,
+    whisper_language,
+)
+from app.providers.infomaniak_transcript import (
+    UnexpectedPayload,
     inline_payload,
     parse_body,
     result_from_payload,
     segments_from_subtitles,
     transcript_from_json,
-    unwrap_results,
-    whisper_language,
 )
 from tests.providers.helpers import recorded, submit_request_for
 
@@ -269,6 +272,27 @@ def test_batch_id_at_the_top_or_in_the_envelope() -> None:
 )
 def test_language_tags_become_whisper_codes(tag: str, code: str) -> None:
     assert whisper_language(tag) == code
+
+
+# infomaniak.txt, `language`: "Possible values:" as the page prints them, run together.
+DOCUMENTED_LANGUAGES = (
+    "afamarasazbabebgbnbobrbscacscydadeeleneseteufafifofrglguhahawhehihrhthuhyidisitjajwka"
+    "kkkmknkolalblnloltlvmgmimkmlmnmrmsmtmynenlnnnoocpaplpsptrorusasdsiskslsnsosqsrsusvsw"
+    "tatetgthtktltrttukuruzviyiyoyuezh"
+)
+
+
+def test_the_documented_languages_are_the_ones_offered() -> None:
+    assert "".join(LANGUAGES) == DOCUMENTED_LANGUAGES
+    assert len(set(LANGUAGES)) == len(LANGUAGES) == 100
+    assert {len(code) for code in LANGUAGES} == {2, 3}
+    offered = InfomaniakProvider.capabilities.languages
+    assert offered is not None and set(LANGUAGES) <= set(offered)
+    # Whatever the gateway takes, it sends as one of the documented values...
+    assert {whisper_language(tag) for tag in offered} == set(LANGUAGES)
+    # ...and reads back when Whisper names the language it heard.
+    for code in LANGUAGES:
+        assert transcript_from_json({"text": "", "language": code}).language == code
 
 
 # --- options -----------------------------------------------------------------------
@@ -697,7 +721,7 @@ async def test_build_from_settings() -> None:
         provider = build(settings, http)
         assert TOKEN not in repr(provider)
         assert provider.needs_local_audio is True
-        assert provider.capabilities.languages is None
+        assert provider.capabilities.languages == (*LANGUAGES, "jv", "nb", "iw")
         assert set(provider.capabilities.formats) == {"mp3", "mp4", "wav", "flac", "ogg"}
         assert not provider.capabilities.cancel and not provider.capabilities.callbacks
         with pytest.raises(ValueError, match="INFOMANIAK_PRODUCT_ID"):

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.providers.infomaniak import MAX_UPLOAD_BYTES
+from app.providers.infomaniak import LANGUAGES, MAX_UPLOAD_BYTES
 from tests.api.helpers import WAV_HEADER_ONLY, assert_problem, upload
 from tests.conftest import SPEECH_WAV
 from tests.fakes.infomaniak import PRODUCT_ID, TOKEN, FakeInfomaniak
@@ -132,6 +132,44 @@ def test_every_place_the_transcript_may_be(
         assert call.headers["authorization"] == f"Bearer {TOKEN}"
 
 
+@pytest.mark.parametrize("language", ["tlh", "xx-XX", "fil"])
+def test_a_language_outside_the_documented_list_is_a_422_before_any_job_exists(
+    start: Start, fake: FakeInfomaniak, language: str
+) -> None:
+    # The vendor's enum would refuse it after the 202; the client hears it at creation.
+    gateway, key = start()
+    with gateway.client(key) as client:
+        refused = upload(client, provider="infomaniak", language=language)
+        body = assert_problem(refused, 422, "'infomaniak'", repr(language))
+        assert [e["field"] for e in body["errors"]] == ["language"]
+        assert client.get("/jobs").json()["data"] == []
+    assert fake.calls("submit") == []
+
+
+@pytest.mark.parametrize(
+    ("language", "sent", "heard"),
+    [
+        ("fr-CH", "fr", "fr"),
+        ("nb-NO", "no", "no"),  # BCP-47's Norwegian Bokmål, Whisper's "no"
+        ("yue", "yue", "yue"),  # one of the two three-letter codes
+        (None, None, "en"),  # no language: the field is left out, Whisper detects it
+    ],
+)
+def test_a_documented_language_or_none_is_taken(
+    start: Start, fake: FakeInfomaniak, language: str | None, sent: str | None, heard: str
+) -> None:
+    fields = {} if language is None else {"language": language}
+    gateway, key = start()
+    with gateway.client(key) as client:
+        done = helpers.finished_job(client, "infomaniak", **fields)
+        assert done["status"] == "completed", done
+        assert done["language"] == language
+        transcript = client.get(f"/jobs/{done['id']}/transcript").json()
+    batch = fake.batches[done["provider_job_id"]]
+    assert batch.values("language") == ([] if sent is None else [sent])
+    assert transcript["language"] == heard
+
+
 def test_a_vendor_500_at_submit_is_retried(start: Start, fake: FakeInfomaniak) -> None:
     fake.fail("submit", 500, body={"result": "error", "error": {"code": "internal"}})
     done = helpers.run_job(start(), "infomaniak")
@@ -244,7 +282,7 @@ def test_providers_lists_infomaniak_with_its_options(start: Start) -> None:
         listed = {p["name"]: p for p in client.get("/providers").json()["data"]}
         bad = upload(client, provider="infomaniak", options=json.dumps({"temperature": 0.2}))
     entry = listed["infomaniak"]
-    assert entry["capabilities"]["languages"] is None
+    assert entry["capabilities"]["languages"] == [*LANGUAGES, "jv", "nb", "iw"]
     assert entry["capabilities"]["cancel"] is False
     assert "timestamp_granularities" in entry["options_schema"]["properties"]
     assert_problem(bad, 422, "temperature")
