@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     klangio_base_url: str = "https://api.klang.io"
     daglo_api_key: SecretStr | None = None
     daglo_base_url: str = "https://apis.daglo.ai"
+    # Daglo's documented limit per endpoint; an account granted more may raise it.
+    daglo_requests_per_second: float = Field(default=20.0, gt=0)
     aimlapi_api_key: SecretStr | None = None
     aimlapi_base_url: str = "https://api.aimlapi.com"
     infomaniak_api_key: SecretStr | None = None

@@ -49,7 +49,12 @@ from tests.support.vendor import FakeVendor, Recorded
 # The keys are the fakes' own defaults (test values, not secrets).
 VENDOR_SETTINGS = {
     "klangio": lambda url: {"KLANGIO_API_KEY": "test-klangio-key-0123", "KLANGIO_BASE_URL": url},
-    "daglo": lambda url: {"DAGLO_API_KEY": "test-daglo-key", "DAGLO_BASE_URL": url},
+    # The fake has no rate limit: the run measures the gateway, not Daglo's 20/s.
+    "daglo": lambda url: {
+        "DAGLO_API_KEY": "test-daglo-key",
+        "DAGLO_BASE_URL": url,
+        "DAGLO_REQUESTS_PER_SECOND": "10000",
+    },
     "aimlapi": lambda url: {"AIMLAPI_API_KEY": "test-aimlapi-key", "AIMLAPI_BASE_URL": url},
     "infomaniak": lambda url: {
         "INFOMANIAK_API_KEY": "ik-test-token",

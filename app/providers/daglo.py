@@ -7,11 +7,13 @@
 Auth is ``Authorization: Bearer <token>``. Daglo fetches a source URL itself, so
 URL jobs are never downloaded by the gateway. There is no cancel endpoint.
 Daglo POSTs progress and the final status to ``callback.url``; the gateway only
-takes that as a hint to poll now.
+takes that as a hint to poll now. Daglo allows 20 requests a second per endpoint
+(then 429), so every request waits for its turn here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from itertools import groupby
@@ -19,19 +21,28 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, SecretStr
 
+from app.audio.sniff import sniff_format
 from app.config import Settings
 from app.providers.base import (
     Capabilities,
     PermanentProviderError,
     ProviderResult,
     ProviderUpdate,
-    RefusedRequest,
     RetryableProviderError,
     SubmitRequest,
 )
+from app.providers.daglo_files import (
+    CONTENT_TYPES,
+    HEAD_BYTES,
+    UNSUPPORTED,
+    upload_extension,
+    upload_name,
+)
+from app.providers.daglo_options import LANGUAGES, DagloOptions, resolve_language
 from app.providers.http import json_object, send
+from app.providers.pacing import spacing
 from app.providers.upload import open_audio
 from app.transcripts import Segment, Transcript, Word
 
@@ -39,126 +50,6 @@ log = logging.getLogger(__name__)
 
 VENDOR = "daglo"
 TRANSCRIPTS_PATH = "/stt/v1/async/transcripts"
-
-# --- languages ---------------------------------------------------------------
-
-# Daglo's sttConfig.language enum (case-sensitive); "mixed" is Korean and English.
-DagloLanguage = Literal[
-    "ko-KR", "en-US", "mixed", "ja-JP", "cmn-Hans-CN", "de-DE", "fr-FR", "es-ES", "it-IT",
-    "nl-NL", "sv-SE", "hi-IN", "ru-RU", "vi-VN", "th-TH", "id-ID", "fa-IR", "cs-CZ",
-]  # fmt: skip
-
-# BCP-47 primary subtag -> Daglo's tag. Daglo has one variant per language.
-LANGUAGES: dict[str, str] = {
-    "ko": "ko-KR",
-    "en": "en-US",
-    "ja": "ja-JP",
-    "zh": "cmn-Hans-CN",
-    "cmn": "cmn-Hans-CN",
-    "de": "de-DE",
-    "fr": "fr-FR",
-    "es": "es-ES",
-    "it": "it-IT",
-    "nl": "nl-NL",
-    "sv": "sv-SE",
-    "hi": "hi-IN",
-    "ru": "ru-RU",
-    "vi": "vi-VN",
-    "th": "th-TH",
-    "id": "id-ID",
-    "fa": "fa-IR",
-    "cs": "cs-CZ",
-}
-_FULL_TAGS = {tag.lower(): tag for tag in LANGUAGES.values()}
-
-
-def daglo_language(tag: str) -> str:
-    """Our BCP-47 tag as Daglo's: a full tag Daglo knows is kept (in Daglo's
-    casing, as BCP-47 is case-insensitive but Daglo is not), else its primary subtag
-    is mapped."""
-    normalised = tag.replace("_", "-").lower()
-    if normalised in _FULL_TAGS:
-        return _FULL_TAGS[normalised]
-    mapped = LANGUAGES.get(normalised.split("-")[0])
-    if mapped is None:
-        raise PermanentProviderError(
-            "unsupported_language",
-            f"daglo does not take language {tag!r}; it takes: {', '.join(LANGUAGES)}",
-        )
-    return mapped
-
-
-def resolve_language(job_language: str | None, option: str | None) -> str | None:
-    """The sttConfig.language to send: the job's language, or the explicit option
-    (needed for "mixed"); the two must not contradict each other."""
-    mapped = daglo_language(job_language) if job_language else None
-    if option is None or mapped is None or option == mapped:
-        return option or mapped
-    if option == "mixed" and mapped in ("ko-KR", "en-US"):
-        return option
-    raise RefusedRequest(
-        "invalid_options",
-        f"options.sttConfig.language {option!r} contradicts the job's language "
-        f"{job_language!r} (sent to daglo as {mapped!r})",
-        field="options.sttConfig.language",
-    )
-
-
-# --- options: Daglo's own sttConfig / nlpConfig, by their names ---------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class KeywordBoost(_Strict):
-    enable: bool
-    keywords: list[str] | None = None
-    # The text says the default is 5, the schema 7: we send nothing unless given.
-    boost: int | None = Field(default=None, ge=1, le=15)
-
-
-class MultiChannel(_Strict):
-    channelCount: int = Field(ge=1, le=2)
-
-
-class SpeakerDiarization(_Strict):
-    enable: bool
-    speakerCountHint: int | None = Field(default=None, ge=2)
-
-
-class SttConfig(_Strict):
-    model: Literal["general"] | None = None
-    language: DagloLanguage | None = Field(
-        default=None,
-        description="Daglo's own tag; mostly for 'mixed' (Korean and English). "
-        "Otherwise give the job's language.",
-    )
-    keywordBoost: KeywordBoost | None = None
-    multiChannel: MultiChannel | None = None
-    speakerDiarization: SpeakerDiarization | None = None
-
-
-class KeywordExtraction(_Strict):
-    enable: bool
-    maxCount: int | None = Field(default=None, ge=1)
-
-
-class SentimentAnalysis(_Strict):
-    enable: bool
-
-
-class NlpConfig(_Strict):
-    keywordExtraction: KeywordExtraction | None = None
-    sentimentAnalysis: SentimentAnalysis | None = None
-
-
-class DagloOptions(_Strict):
-    """Daglo's request fields, under Daglo's own names."""
-
-    sttConfig: SttConfig | None = None
-    nlpConfig: NlpConfig | None = None
-
 
 # --- request ------------------------------------------------------------------
 
@@ -359,6 +250,12 @@ def update_from_status(rid: str, body: dict[str, Any], channels: int = 1) -> Pro
     return ProviderUpdate(ours, provider_job_id=rid, provider_status=status)
 
 
+# "20 requests/sec per endpoint, then HTTP 429" (NOTES.md, from the OpenAPI's
+# info.description): each request waits for its turn, or a burst of progress
+# callbacks would be a burst of GETs. DAGLO_REQUESTS_PER_SECOND can change it.
+RATE_LIMIT = 20
+
+
 # --- the adapter -----------------------------------------------------------------
 
 
@@ -367,7 +264,8 @@ class DagloProvider:
     needs_local_audio: ClassVar[bool] = False  # Daglo fetches a source_url itself
     options_model: ClassVar[type[BaseModel]] = DagloOptions
     capabilities: ClassVar[Capabilities] = Capabilities(
-        # Daglo lists wav, mp3, flac, aiff, amr, opus/ogm/ogv (Ogg), weba (WebM), m4a/mp4.
+        # Sent under the extension Daglo lists for what the file holds (daglo_files);
+        # Ogg other than Opus, and Matroska other than WebM, fail at submit.
         formats=("wav", "mp3", "flac", "ogg", "webm", "mp4", "aiff", "amr"),
         source_url=True,
         upload=True,
@@ -378,10 +276,19 @@ class DagloProvider:
         languages=tuple(LANGUAGES),
     )
 
-    def __init__(self, api_key: SecretStr, base_url: str, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        api_key: SecretStr,
+        base_url: str,
+        http: httpx.AsyncClient,
+        *,
+        requests_per_second: float = RATE_LIMIT,
+    ) -> None:
         self._api_key = api_key
         self._url = base_url.rstrip("/") + TRANSCRIPTS_PATH
         self._http = http
+        self._submits = spacing(f"POST {self._url}", requests_per_second)
+        self._statuses = spacing(f"GET {self._url}/{{rid}}", requests_per_second)
 
     def _headers(self) -> dict[str, str]:
         return {
@@ -401,6 +308,7 @@ class DagloProvider:
         if request.audio_path is not None:
             response = await self._upload(request, fields)
         elif request.source_url is not None:
+            await self._submits.wait()
             response = await send(
                 self._http,
                 "POST",
@@ -426,9 +334,18 @@ class DagloProvider:
 
     async def _upload(self, request: SubmitRequest, fields: dict[str, Any]) -> httpx.Response:
         assert request.audio_path is not None
-        filename = request.filename or f"{request.job_id}.{request.audio_format or 'bin'}"
-        content_type = request.content_type or "application/octet-stream"
         async with open_audio(request.audio_path) as audio:
+            head = (await asyncio.to_thread(audio.read, HEAD_BYTES))[:HEAD_BYTES]
+            audio.seek(0)
+            fmt = request.audio_format or sniff_format(head)
+            extension = upload_extension(fmt, head) if fmt else None
+            if extension is None:
+                raise PermanentProviderError(
+                    "unsupported_media",
+                    UNSUPPORTED.get(fmt or "", "daglo does not take this file's format"),
+                )
+            filename = upload_name(request.filename, request.job_id, extension)
+            await self._submits.wait()
             return await send(
                 self._http,
                 "POST",
@@ -437,10 +354,11 @@ class DagloProvider:
                 operation="submit",
                 headers=self._headers(),
                 data=multipart_fields(fields),
-                files={"file": (filename, audio, content_type)},
+                files={"file": (filename, audio, CONTENT_TYPES[extension])},
             )
 
     async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
+        await self._statuses.wait()
         response = await send(
             self._http,
             "GET",
@@ -479,4 +397,9 @@ def _empty_result(rid: str | None) -> ProviderUpdate:
 def build(settings: Settings, http: httpx.AsyncClient) -> DagloProvider:
     if settings.daglo_api_key is None:
         raise ValueError("DAGLO_API_KEY is not set")
-    return DagloProvider(settings.daglo_api_key, settings.daglo_base_url, http)
+    return DagloProvider(
+        settings.daglo_api_key,
+        settings.daglo_base_url,
+        http,
+        requests_per_second=settings.daglo_requests_per_second,
+    )

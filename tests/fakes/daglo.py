@@ -12,7 +12,8 @@ A job runs on the fake's clock: it walks through ``steps`` (``step_seconds``
 each), POSTing ``{"status", "progress"}`` to ``callback.url`` at each step, then
 takes its ``outcome`` and POSTs the documented final body
 (``{"status": "transcribed", "sttResults": [...]}``). A source URL is fetched
-like Daglo does; one that cannot be read ends in ``input_error``.
+like Daglo does; one that cannot be read ends in ``input_error``. An upload whose
+file name lacks one of the documented extensions is a 400, "Invalid format".
 
 Operations for faults and records: "submit", "status".
 """
@@ -38,6 +39,12 @@ from tests.support.vendor import FakeVendor
 LANGUAGES = {
     "ko-KR", "en-US", "mixed", "ja-JP", "cmn-Hans-CN", "de-DE", "fr-FR", "es-ES", "it-IT",
     "nl-NL", "sv-SE", "hi-IN", "ru-RU", "vi-VN", "th-TH", "id-ID", "fa-IR", "cs-CZ",
+}  # fmt: skip
+# daglo.txt, "Support file formats": audio, then video.
+EXTENSIONS = {
+    "3gp", "3gpp", "ac3", "aac", "aiff", "amr", "au", "flac", "m4a", "mp3", "mxf", "opus",
+    "ra", "wav", "weba",
+    "asx", "avi", "ogm", "ogv", "m4v", "mov", "mp4", "mpeg", "mpg", "wmv",
 }  # fmt: skip
 STT_KEYS = {"model", "language", "keywordBoost", "multiChannel", "speakerDiarization"}
 NLP_KEYS = {"keywordExtraction", "sentimentAnalysis"}
@@ -135,6 +142,9 @@ class FakeDaglo(FakeVendor):
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             return _error(400, "Invalid format: file is required.")
+        name = upload.filename or ""
+        if "." not in name or name.rsplit(".", 1)[1].lower() not in EXTENSIONS:
+            return _error(400, f"Invalid format: {name!r} is not a supported file format.")
         await upload.seek(0)
         audio = await upload.read()
         if len(audio) > self.max_file_bytes:

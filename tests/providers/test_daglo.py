@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,18 +22,15 @@ from app.providers.base import (
     SubmitRequest,
 )
 from app.providers.daglo import (
-    LANGUAGES,
     STATUSES,
-    DagloOptions,
     DagloProvider,
     build,
     build_transcript,
-    daglo_language,
     request_fields,
-    resolve_language,
     seconds,
     update_from_status,
 )
+from app.providers.daglo_options import LANGUAGES, DagloOptions, daglo_language, resolve_language
 from tests.providers.helpers import recorded, stored_upload, submit_request_for
 
 KEY = "daglo-secret-token"
@@ -580,3 +578,21 @@ def test_the_registry_builds_it_from_settings() -> None:
     adapter = build(settings, httpx.AsyncClient())
     assert isinstance(adapter, DagloProvider)
     assert KEY not in repr(adapter.__dict__)
+
+
+async def test_daglo_requests_per_second_paces_the_status_fetches() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"rid": RID, "status": "transcribing"})
+
+    settings = Settings(
+        _env_file=None,
+        daglo_api_key=KEY,
+        daglo_base_url="http://127.0.0.1:7",  # its own endpoint: no other test's pacing
+        daglo_requests_per_second=5,
+    )
+    adapter = build(settings, httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    started = time.monotonic()
+    for _ in range(6):
+        assert (await adapter.fetch(RID, DagloOptions())).status == "processing"
+    # Six requests at 5 a second: the last starts at least five intervals after the first.
+    assert time.monotonic() - started >= 5 * 0.2 - 0.01
