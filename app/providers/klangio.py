@@ -24,6 +24,10 @@ COMPLETED means "result files can be fetched", yet a file may still be missing
 fault; with some there, the job stays processing for PARTIAL_GRACE_SECONDS from
 the first such look, looked at again every PARTIAL_POLL_SECONDS, and then
 completes with what is there, the rest listed in ``missing_outputs``.
+
+This module is the adapter: the HTTP calls, the status mapping, the downloads
+and the failure messages. The options model, the output-format table and the
+create request's fields are in ``app.providers.klangio_options``.
 """
 
 from __future__ import annotations
@@ -31,12 +35,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, ClassVar, Literal, get_args
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel
 
 from app.config import Settings
 from app.providers.base import (
@@ -52,6 +56,13 @@ from app.providers.base import (
 )
 from app.providers.http import json_object, send
 from app.providers.klangio_grace import FirstSeen
+from app.providers.klangio_options import (
+    OUTPUTS,
+    KlangioOptions,
+    OutputFormat,
+    transcription_form,
+    transcription_params,
+)
 from app.providers.upload import open_audio
 from app.transcripts import Transcript
 
@@ -77,52 +88,6 @@ FAILURES: dict[str, tuple[str, bool]] = {
     "FAILED": ("provider_failed", False),  # "processing of job was not possible"
     "CANCELLED": ("provider_canceled", False),
     "TIMED_OUT": ("provider_timeout", True),  # Klangio's own limit, not the input's fault
-}
-
-# The official pages show "universal" and "guitar"; the rest is the OpenAPI enum
-# as several independent third-party clients copy it (NOTES.md §1).
-ModelName = Literal[
-    "universal",
-    "guitar",
-    "piano",
-    "bass",
-    "vocal",
-    "lead",
-    "detect",
-    "drums",
-    "multi",
-    "wind",
-    "string",
-    "piano_arrangement",
-]
-OutputName = Literal["midi", "midi_quant", "mxml", "pdf", "gp5"]
-
-
-@dataclass(frozen=True)
-class OutputFormat:
-    name: OutputName  # the ``outputs`` value, and the artifact's name
-    paths: tuple[str, ...]  # under /job/{id}/, tried in this order
-    flags: tuple[str, ...]  # the create answer's gen_* fields that announce it
-    content_type: str
-
-
-OUTPUTS: dict[str, OutputFormat] = {
-    f.name: f
-    for f in (
-        OutputFormat("midi", ("midi",), ("gen_midi",), "audio/midi"),
-        # Clients call /midi_quant, Klangio's MIDI page says /midi_unq; the newer create
-        # answer names the flag gen_midi_quant, the older gen_midi_unq.
-        OutputFormat(
-            "midi_quant",
-            ("midi_quant", "midi_unq"),
-            ("gen_midi_quant", "gen_midi_unq"),
-            "audio/midi",
-        ),
-        # Asked for as "mxml", fetched from /xml.
-        OutputFormat("mxml", ("xml",), ("gen_xml",), "application/vnd.recordare.musicxml+xml"),
-        OutputFormat("pdf", ("pdf",), ("gen_pdf",), "application/pdf"),
-        OutputFormat("gp5", ("gp5",), ("gen_gp5",), "application/octet-stream"),
-    )
 }
 
 # A result path answering one of these does not have the file: 404/410, or 422
@@ -154,41 +119,6 @@ _AUDIO_TYPES: dict[str, str] = {
 }
 
 
-class KlangioOptions(BaseModel):
-    """Klangio's own parameters of ``POST /transcription``."""
-
-    model_config = {"extra": "forbid"}
-
-    model: ModelName = Field(
-        default="universal",
-        description=(
-            "The instrument model. Klangio's pages show 'universal' (the general model) "
-            "and 'guitar'; the other values are its OpenAPI enum as third-party clients "
-            "copy it."
-        ),
-    )
-    outputs: list[OutputName] = Field(
-        default=["midi", "mxml"],  # pydantic copies a mutable default for each instance
-        min_length=1,
-        description=(
-            "The files to make, each stored as an artifact of that name: midi, midi_quant "
-            "(quantized MIDI), mxml (MusicXML), pdf (sheet music), gp5 (Guitar Pro 5). "
-            "Each extra format may cost Klangio quota."
-        ),
-    )
-    title: str | None = Field(
-        default=None, min_length=1, description="The title printed on the score"
-    )
-    composer: str | None = Field(
-        default=None, min_length=1, description="The composer printed on the score"
-    )
-
-    @field_validator("outputs")
-    @classmethod
-    def _once_each(cls, value: list[OutputName]) -> list[OutputName]:
-        return list(dict.fromkeys(value))
-
-
 def klangio_capabilities() -> Capabilities:
     # Klangio lists no input formats: every format the gateway recognises is passed
     # on, and a refusal fails the job with Klangio's own detail.
@@ -212,23 +142,6 @@ def check_language(language: str | None) -> None:
             "unsupported_language",
             f"klangio transcribes music and takes no language (got {language!r}); leave it out",
         )
-
-
-def transcription_params(options: KlangioOptions, callback_url: str | None) -> dict[str, str]:
-    """The query string of ``POST /transcription``."""
-    params: dict[str, str] = {"model": options.model}
-    if options.title is not None:
-        params["title"] = options.title
-    if options.composer is not None:
-        params["composer"] = options.composer
-    if callback_url is not None:
-        params["webhook_url"] = callback_url
-    return params
-
-
-def transcription_form(options: KlangioOptions) -> dict[str, list[str]]:
-    """The fields beside the file: httpx sends a list as one ``outputs`` field per value."""
-    return {"outputs": list(options.outputs)}
 
 
 def upload_name_and_type(request: SubmitRequest) -> tuple[str, str]:

@@ -27,9 +27,7 @@ from app.providers.base import (
     SubmitRequest,
 )
 from app.providers.klangio import (
-    OUTPUTS,
     STATUS_MAP,
-    KlangioOptions,
     KlangioProvider,
     announced_outputs,
     build,
@@ -39,11 +37,15 @@ from app.providers.klangio import (
     empty_transcript,
     failure,
     redact,
-    transcription_form,
-    transcription_params,
     upload_name_and_type,
 )
 from app.providers.klangio_grace import FirstSeen
+from app.providers.klangio_options import (
+    OUTPUTS,
+    KlangioOptions,
+    transcription_form,
+    transcription_params,
+)
 from tests.providers.helpers import PAYLOADS, recorded, stored_upload, submit_request_for
 
 BASE = "https://api.klang.io"

@@ -23,14 +23,12 @@ from app.providers.base import (
 from app.providers.openai import (
     OpenAIOptions,
     OpenAIProvider,
-    assign_words,
     build,
-    build_transcript,
-    language_code,
     request_language,
     upload_content_type,
     upload_name,
 )
+from app.providers.openai_transcript import assign_words, build_transcript, language_code
 from app.transcripts import Segment, Word
 from tests.providers.helpers import recorded, stored_upload, submit_request_for
 
