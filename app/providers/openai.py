@@ -36,9 +36,6 @@ from app.providers.base import (
     SubmitRequest,
 )
 from app.providers.http import json_object, send
-
-# Re-exported: app.openai_compat.render takes Whisper's language names from here.
-from app.providers.openai_transcript import LANGUAGE_CODES as LANGUAGE_CODES
 from app.providers.openai_transcript import VENDOR, build_transcript
 from app.providers.upload import open_audio
 
