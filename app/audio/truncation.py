@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 HEAD_BYTES = 512  # enough for the chunks that come before ``data`` in practice
-_UNKNOWN_SIZES = (0, 0xFFFFFFFF)
+UNKNOWN_SIZES = (0, 0xFFFFFFFF)
 
 
 def wav_truncation(head: bytes, size: int) -> str | None:
@@ -21,13 +21,13 @@ def wav_truncation(head: bytes, size: int) -> str | None:
         return None
     riff_size = int.from_bytes(head[4:8], "little")
     # One byte of slack: some writers leave out the pad byte after odd-sized data.
-    if riff_size not in _UNKNOWN_SIZES and riff_size + 8 > size + 1:
+    if riff_size not in UNKNOWN_SIZES and riff_size + 8 > size + 1:
         return f"its header announces {riff_size + 8} bytes, but only {size} arrived"
-    for offset, chunk_id, chunk_size in _chunks(head):
+    for offset, chunk_id, chunk_size in riff_chunks(head):
         if chunk_id != b"data":
             continue
         arrived = size - offset - 8
-        if chunk_size not in _UNKNOWN_SIZES and chunk_size > arrived:
+        if chunk_size not in UNKNOWN_SIZES and chunk_size > arrived:
             return (
                 f"its header announces {chunk_size} bytes of samples, but only "
                 f"{max(arrived, 0)} arrived"
@@ -36,7 +36,7 @@ def wav_truncation(head: bytes, size: int) -> str | None:
     return None
 
 
-def _chunks(head: bytes) -> Iterator[tuple[int, bytes, int]]:
+def riff_chunks(head: bytes) -> Iterator[tuple[int, bytes, int]]:
     """(offset, id, size) of each RIFF chunk whose header lies within ``head``."""
     offset = 12
     while offset + 8 <= len(head):

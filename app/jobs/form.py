@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
+from app.audio.duration import wav_seconds
 from app.audio.sniff import SNIFF_BYTES, sniff_format
 from app.audio.truncation import HEAD_BYTES, wav_truncation
 from app.errors import InvalidRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
@@ -50,6 +51,7 @@ class FilePart:
     filename: str | None
     content_type: str | None
     format: AudioFormat
+    seconds: float | None = None  # how long it lasts, where its header says (WAV)
 
 
 class DigestSink:
@@ -284,6 +286,9 @@ class JobFormReader:
             filename=part.filename,
             content_type=content_type.decode("latin-1")[:100] if content_type else None,
             format=self._sniffed,
+            seconds=wav_seconds(self._file_head, self._writer.size)
+            if self._sniffed == "wav"
+            else None,
         )
 
 

@@ -435,6 +435,7 @@ def _check_takes(
         return
     _check_format(provider, upload)
     _check_size(provider, upload, role)
+    _check_duration(provider, upload, role)
     if not provider.capabilities.upload and not ctx.settings.public_base_url:
         raise InvalidRequest(
             f"{role} {provider.name!r} fetches audio by URL only: send a source_url, "
@@ -477,6 +478,16 @@ def _check_size(provider: Provider, upload: StoredUpload, role: str) -> None:
         raise PayloadTooLarge(
             f"{role} {provider.name!r} takes files of up to {limit} bytes; "
             f"this one has {upload.size}"
+        )
+
+
+def _check_duration(provider: Provider, upload: StoredUpload, role: str) -> None:
+    limit = provider.capabilities.max_duration_seconds
+    seconds = upload.part.seconds
+    if limit is not None and seconds is not None and seconds > limit:
+        raise PayloadTooLarge(
+            f"{role} {provider.name!r} takes audio of up to {limit} seconds; "
+            f"this one lasts {seconds:.0f}"
         )
 
 

@@ -86,6 +86,9 @@ class Capabilities:
     # The largest upload the vendor documents taking, in bytes; a larger one is a 413
     # at creation. None: the gateway's own MAX_UPLOAD_BYTES is the only limit.
     max_upload_bytes: int | None = None
+    # The longest audio the vendor documents taking, in seconds; an upload known to
+    # be longer (a WAV says how long it is) is a 413 at creation. None: no limit.
+    max_duration_seconds: int | None = None
 
 
 @dataclass(frozen=True)

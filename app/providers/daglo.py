@@ -254,6 +254,8 @@ def update_from_status(rid: str, body: dict[str, Any], channels: int = 1) -> Pro
 # info.description): each request waits for its turn, or a burst of progress
 # callbacks would be a burst of GETs. DAGLO_REQUESTS_PER_SECOND can change it.
 RATE_LIMIT = 20
+# "Audio duration: Within 4 hours" (daglo.txt, "Verifying audio format is supported").
+MAX_DURATION_SECONDS = 4 * 3600
 
 
 # --- the adapter -----------------------------------------------------------------
@@ -274,6 +276,7 @@ class DagloProvider:
         word_timestamps=True,
         diarization=True,
         languages=tuple(LANGUAGES),
+        max_duration_seconds=MAX_DURATION_SECONDS,
     )
 
     def __init__(
