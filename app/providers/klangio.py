@@ -393,8 +393,8 @@ class KlangioProvider:
                 if isinstance(detail, dict) and detail.get("status_code") in _NOT_THERE:
                     continue
                 raise
-            if not response.content:
-                raise RetryableProviderError(f"klangio result {path}: the file is empty")
+            if not response.content:  # not written yet: as missing, so the grace applies
+                continue
             return path, response.content
         return None
 

@@ -635,10 +635,17 @@ async def test_completed_with_no_file_at_all_is_retryable() -> None:
         await completed().provider().fetch("J1", KlangioOptions(outputs=["midi", "pdf"]))
 
 
-async def test_an_empty_file_is_retryable() -> None:
+async def test_an_empty_file_is_not_there_yet() -> None:
     vendor = completed(midi=httpx.Response(200, content=b""))
-    with pytest.raises(RetryableProviderError, match="empty"):
+    with pytest.raises(RetryableProviderError, match="none of its files"):
         await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi"]))
+    # Beside a file that is there, it is waited for as a missing one is.
+    vendor = completed(
+        midi=httpx.Response(200, content=b""), pdf=httpx.Response(200, content=b"%PDF")
+    )
+    update = await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi", "pdf"]))
+    assert update.status == "processing" and update.result is None
+    assert update.poll_after is not None and update.poll_after > 0
 
 
 async def test_a_result_refused_for_auth_is_not_skipped() -> None:
