@@ -75,7 +75,7 @@ class PollStep(JobStep):
             async with self.ctx.sessions() as session:
                 moved = await service.resubmit(session, job, run_at, deadline)
                 await commit(session, self.ctx.hub)
-            if not moved:  # canceled meanwhile
+            if not moved:  # canceled, or moved on, meanwhile
                 return
             log.warning(
                 "job %s: %s failed it (%s); sending it again (%d of %d)",

@@ -226,6 +226,7 @@ async def resubmit(session: AsyncSession, job: Job, run_at: datetime, deadline: 
             "provider_status": None,
             "deadline_at": utcnow() + deadline,
         },
+        provider=job.provider,  # not if the job has meanwhile moved to a fallback
     )
     if moved:
         await queue.cancel_for_job(session, job.id, (SUBMIT_TASK, POLL_TASK))
