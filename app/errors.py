@@ -165,11 +165,23 @@ def problem_response(
 ) -> JSONResponse:
     body = Problem(type=_TYPE_BASE + slug, title=title, status=status, detail=detail, errors=errors)
     return JSONResponse(
-        body.model_dump(exclude_none=True),
+        _as_utf8(body.model_dump(exclude_none=True)),
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
     )
+
+
+def _as_utf8(value: Any) -> Any:
+    """``value`` with any lone surrogate (a client's "\\ud800" echoed in a detail)
+    replaced: JSON cannot carry one, and the refusal must still go out."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_as_utf8(k): _as_utf8(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_utf8(v) for v in value]
+    return value
 
 
 def field_errors(loc_errors: list[Any]) -> list[dict[str, Any]]:

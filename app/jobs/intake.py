@@ -257,12 +257,15 @@ def _name_list(text: str) -> Any:
     """A form field holding a JSON array, or names separated by commas."""
     if text.lstrip().startswith("["):
         try:
-            return json.loads(text)
-        except ValueError:
+            names = json.loads(text)
+        except (ValueError, RecursionError):
+            names = None
+        if names is None or not _is_utf8_text(names):
             raise InvalidRequest(
                 "'fallback_providers' is not valid JSON",
                 errors=[{"field": "fallback_providers", "message": "invalid JSON", "type": "json"}],
             ) from None
+        return names
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
@@ -289,7 +292,24 @@ def _json_object(name: str, text: str) -> dict[str, Any]:
             f"{name} must be a JSON object",
             errors=[{"field": name, "message": "not an object", "type": "dict_type"}],
         )
+    if "\\u" in text and not _is_utf8_text(value):
+        # json.loads takes a "\ud800" escape that no UTF-8 can hold: the job could
+        # then never be rendered (every page listing it would fail), so refuse it
+        # here, as the JSON body's parser does.
+        raise InvalidRequest(
+            f"{name} holds a lone surrogate escape (such as \\ud800), which is not text",
+            errors=[{"field": name, "message": "lone surrogate", "type": "json_invalid"}],
+        )
     return value
+
+
+def _is_utf8_text(value: Any) -> bool:
+    """Whether ``value`` can be written as UTF-8 (a lone surrogate cannot)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _read_json(request: Request, idle_timeout: float) -> CreateJobFromUrl:

@@ -99,6 +99,11 @@ def test_multipart_without_boundary_is_415(env):
         ({"language": "english please"}, ["language"]),
         ({"callback_url": "ftp://example.com/hook"}, ["callback_url", "http"]),
         ({"surprise": "field"}, ["unknown form field 'surprise'"]),
+        # Lone surrogate escapes: no UTF-8 holds them, so no answer could show the job.
+        ({"metadata": '{"a": "\\ud800"}'}, ["metadata", "lone surrogate"]),
+        ({"metadata": '{"\\udfff": 1}'}, ["metadata", "lone surrogate"]),
+        ({"options": '{"x": ["\\udc00"]}'}, ["options", "lone surrogate"]),
+        ({"fallback_providers": '["\\ud800"]'}, ["fallback_providers", "not valid JSON"]),
     ],
 )
 def test_invalid_fields_are_422_and_nothing_is_kept(env, fields, words):
