@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import datetime
@@ -179,10 +180,16 @@ class JobFields(BaseModel):
     @classmethod
     def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
         _check_plain_json(value, depth=0)
+        # The form caps each field at 64 KiB: the same limit for a JSON body, or a
+        # job's every view, page and webhook could carry megabytes of it.
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > MAX_JSON_FIELD_BYTES:
+            raise ValueError(f"at most 64 KiB as JSON; this is {size} bytes")
         return value
 
 
 _MAX_JSON_DEPTH = 32
+MAX_JSON_FIELD_BYTES = 64 * 1024
 
 
 def _check_plain_json(value: Any, depth: int) -> None:

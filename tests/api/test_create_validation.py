@@ -167,11 +167,21 @@ def test_empty_and_truncated_files(env):
         ({"source_url": "file:///etc/passwd"}, ["source_url", "http"]),
         ({"source_url": "https://example.com/a.wav", "extra": 1}, ["extra"]),
         ({"source_url": "https://example.com/a.wav", "options": []}, ["options"]),
+        # The form's 64 KiB per field holds for a JSON body too.
+        (
+            {"source_url": "https://example.com/a.wav", "metadata": {"a": "x" * 70_000}},
+            ["metadata", "at most 64 KiB"],
+        ),
+        (
+            {"source_url": "https://example.com/a.wav", "options": {"a": ["x" * 700] * 100}},
+            ["options", "at most 64 KiB"],
+        ),
     ],
 )
 def test_invalid_json_bodies_are_422(env, body, words):
     _, client, _ = env
     assert_problem(client.post("/jobs", json=body), 422, *words)
+    assert _no_jobs(client)
 
 
 def test_malformed_json_is_422(env):
