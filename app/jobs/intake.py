@@ -221,7 +221,10 @@ async def _read_form(
     request: Request, ctx: GatewayContext, job_id: str | None
 ) -> tuple[JobFields, StoredUpload | None, str | None]:
     reader, upload = await read_form(request, ctx, job_id)
-    raw = reader.fields
+    # An empty field is one not given, as an HTML form sends an unset input: the
+    # same rule for every field (an empty provider is the default one, an empty
+    # source_url beside a file is no source_url).
+    raw = {name: value for name, value in reader.fields.items() if value.strip()}
     if upload is None and "source_url" not in raw:
         raise InvalidRequest(
             "give the audio as a 'file' part or a 'source_url' field",
@@ -241,9 +244,6 @@ async def _read_form(
     for name in ("options", "metadata"):
         if name in values:
             values[name] = _json_object(name, values[name])
-    for name in ("language", "callback_url"):
-        if values.get(name) == "":
-            values[name] = None
     if "fallback_providers" in values:
         values["fallback_providers"] = _name_list(values["fallback_providers"])
     try:

@@ -215,3 +215,14 @@ def test_a_language_the_provider_does_not_take_is_422(env):
     _, client, _ = env
     assert_problem(upload(client, language="ko"), 422, "language 'ko'", "en")
     assert upload(client, language="en-GB").status_code == 202
+
+
+def test_an_empty_form_field_is_one_not_given(env):
+    _, client, _ = env
+    empty = {name: "" for name in ("provider", "source_url", "language", "callback_url")}
+    response = upload(client, **empty, options=" ", metadata="", fallback_providers="")
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["provider"] == "local" and job["source"]["type"] == "upload"
+    assert job["language"] is None and job["callback_url"] is None
+    assert job["options"] == {} and job["metadata"] == {} and job["fallback_providers"] == []
