@@ -18,7 +18,7 @@ from app.jobs.stream import router as job_events_router
 from app.logs import RequestId
 from app.metrics.endpoint import router as metrics_router
 from app.metrics.middleware import HttpMetrics
-from app.middleware import RefuseNulInUrl
+from app.middleware import RefuseBadUrls
 from app.notify.endpoints import router as deliveries_router
 from app.openai_compat.endpoints import router as openai_router
 from app.openapi_doc import build_openapi
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
 
     app = FastAPI(title="stt-gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(RefuseNulInUrl)
+    app.add_middleware(RefuseBadUrls)
     app.add_middleware(RequestId)  # X-Request-ID in, out, and on every log line
     app.add_middleware(HttpMetrics)  # added last, so outermost: counts those refusals too
     app.include_router(jobs_router)

@@ -64,3 +64,8 @@ def test_bad_listing_parameters_are_422(database_url, make_settings, start_gatew
         assert_problem(
             client.get("/jobs", params={"created_after": "2026-01-01T00:00:00"}), 422, "timezone"
         )
+        # A parameter given twice is refused, not the last one taken silently.
+        twice = client.get("/jobs?status=completed&status=queued&limit=5&limit=6&provider=local")
+        body = assert_problem(twice, 422, "more than once", "status", "limit")
+        assert [e["field"] for e in body["errors"]] == ["status", "limit"]
+        assert client.get("/jobs?status=completed&limit=5").status_code == 200
