@@ -216,8 +216,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else "request refused"
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
     headers = dict(exc.headers or {})
+    path = request.url.path if len(request.url.path) <= 100 else request.url.path[:100] + "…"
+    where = f"{request.method} {path}"
+    if exc.status_code == 404:  # only routing raises these: no route matched
+        detail = f"there is no {where} in this API (see /docs for its routes)"
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        detail = f"{where} is not allowed; {path} takes {headers['Allow']}"
     return problem_response(
         exc.status_code, title, detail, slug=f"http-{exc.status_code}", headers=headers
     )

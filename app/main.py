@@ -49,7 +49,15 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
         finally:
             await ctx.aclose()
 
-    app = FastAPI(title="stt-gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # No redirect from /jobs/ to /jobs: its absolute http:// Location is wrong behind
+    # a TLS proxy, and a client is better told the path is not one of ours.
+    app = FastAPI(
+        title="stt-gateway",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
     install_error_handlers(app)
     app.add_middleware(RefuseBadUrls)
     app.add_middleware(RequestId)  # X-Request-ID in, out, and on every log line

@@ -33,6 +33,10 @@ def client(database_url, make_settings, start_gateway):
         ("/jobs?created_after=9999-12-31T23:00:00-01:00", 422, ["created_after", "range"]),
         ("/jobs?created_before=0001-01-01T00:30:00%2B01:00", 422, ["created_before", "range"]),
         ("/jobs?created_after=2026-12-07T00:00:00", 422, ["created_after", "timezone"]),
+        # No route: said so, with no redirect for a trailing slash
+        ("/nope", 404, ["there is no GET /nope"]),
+        ("/jobs/", 404, ["there is no GET /jobs/"]),
+        ("/" + "y" * 5000, 404, ["there is no GET /yyy"]),
     ],
 )
 def test_odd_urls(client, path, status, words):
@@ -115,3 +119,9 @@ def test_nul_in_metadata_and_filename_is_stored_and_returned(client):
     assert created.json()["metadata"] == {"k": "v\x00"}
     again = client.get(f"/jobs/{created.json()['id']}").json()
     assert again["metadata"] == {"k": "v\x00"}
+
+
+def test_a_method_a_path_does_not_take_is_a_405_saying_which_it_takes(client):
+    body = assert_problem(client.put("/jobs"), 405, "PUT /jobs is not allowed", "GET, POST")
+    assert body["type"].endswith("/http-405")
+    assert_problem(client.post("/jobs/"), 404, "there is no POST /jobs/")
