@@ -36,6 +36,11 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_BASE = "https://stt-gateway.dev/problems/"
 
 
+def problem_type(slug: str) -> str:
+    """The ``type`` URI of a kind of problem."""
+    return _TYPE_BASE + slug
+
+
 class ApiError(Exception):
     status = 400
     title = "Bad request"
@@ -163,7 +168,9 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body = Problem(type=_TYPE_BASE + slug, title=title, status=status, detail=detail, errors=errors)
+    body = Problem(
+        type=problem_type(slug), title=title, status=status, detail=detail, errors=errors
+    )
     return JSONResponse(
         _as_utf8(body.model_dump(exclude_none=True)),
         status_code=status,

@@ -6,8 +6,9 @@ connection and sends its request line and headers a byte at a time
 client would hold a socket and memory for as long as it likes. Here a request
 has ``header_timeout`` seconds, from the connection or from its first byte, to
 finish its headers (else 408), and ``max_header_bytes`` for its URL and
-headers together (else 431); both answers are problem+json and close the
-connection. The body has its own idle timeout (UPLOAD_IDLE_TIMEOUT_SECONDS).
+headers together (else 431); a request the parser cannot read is a 400. All
+three answers are problem+json and close the connection. The body has its own
+idle timeout (UPLOAD_IDLE_TIMEOUT_SECONDS).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+from app.errors import problem_type
+
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_SLUGS = {400: "bad-request", 408: "request-timeout", 431: "headers-too-large"}
+_NOT_HTTP = (
+    "the request is not valid HTTP/1.1: a malformed request line or header, a control "
+    "character in a header, or a bad Content-Length or chunked encoding"
+)
 
 
 class _HeadersTooLarge(Exception):
@@ -62,11 +70,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        # The parser reports our own refusal (raised from a callback) as a bad request.
-        if self._refusal is None:
-            super().send_400_response(msg)
-        else:
-            self._refuse(*self._refusal)
+        # The parser reports our own refusal (raised from a callback) as a bad request;
+        # anything else it could not parse gets problem+json too, not uvicorn's text.
+        self._refuse(*(self._refusal or (400, _NOT_HTTP)))
 
     def _count(self, size: int) -> None:
         self._header_bytes += size
@@ -91,7 +97,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         reason = _REASONS[status]
         body = json.dumps(
             {
-                "type": "about:blank",
+                "type": problem_type(_SLUGS[status]),
                 "title": reason,
                 "status": status,
                 "detail": detail,

@@ -310,6 +310,31 @@ def test_a_2_kib_request_header_is_served_and_a_huge_one_is_a_431(env):
     assert env.http.get("/jobs").status_code == 200  # and it still serves everyone
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /jobs HTTP/1.1\r\nHost: x\r\nIdempotency-Key: a\x01b\r\n\r\n",
+        b"GET /jobs HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        b"GET /jobs HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        b"POST /jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["control-char", "no-colon", "version", "two-lengths", "bad-chunk"],
+)
+def test_a_request_that_is_not_http_is_a_400_problem(env, head):
+    with env.raw(timeout=5) as raw:
+        raw.send(head)
+        response = raw.response()
+        closed = raw.closed_by_server()
+    assert response.status == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 400 and body["type"].endswith("/bad-request")
+    assert "not valid HTTP/1.1" in body["detail"]
+    assert closed
+    assert env.http.get("/jobs").status_code == 200
+
+
 def test_headers_sent_a_byte_at_a_time_are_cut_off_with_a_408(env):
     head = f"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {env.api_key}\r\n"
     with env.raw(timeout=10) as raw:
