@@ -10,6 +10,25 @@ from app.providers.base import AudioFormat
 
 SNIFF_BYTES = 64  # how much of the file's start sniff_format wants
 
+# The media type of each format: what a vendor is told the audio is, whatever
+# the client declared.
+MEDIA_TYPES: dict[AudioFormat, str] = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "webm": "audio/webm",
+    "mp4": "audio/mp4",
+    "aiff": "audio/aiff",
+    "amr": "audio/amr",
+}
+
+
+def media_type(fmt: AudioFormat | None) -> str:
+    """The media type of audio in ``fmt``; octet-stream when it is not known."""
+    return MEDIA_TYPES[fmt] if fmt else "application/octet-stream"
+
+
 # ISO-BMFF brands of still images: an HEIC photo has ``ftyp`` too, but no audio.
 _IMAGE_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif"})
 

@@ -17,6 +17,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from app import limits, logs
+from app.audio.sniff import MEDIA_TYPES
 from app.context import GatewayContext
 from app.db import utcnow
 from app.deps import Caller
@@ -381,7 +382,8 @@ async def _validated_job(
         source: dict[str, Any] = {
             "type": "upload",
             "filename": upload.part.filename,
-            "content_type": upload.part.content_type,
+            # What the bytes are, not what the client declared (often octet-stream).
+            "content_type": MEDIA_TYPES[upload.part.format],
             "size": upload.size,
             "sha256": upload.sha256,
         }

@@ -8,6 +8,7 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audio.sniff import MEDIA_TYPES
 from app.db import retry_while_unreachable
 from app.events import commit
 from app.jobs import ledger, repository, service
@@ -133,7 +134,10 @@ class SubmitStep(JobStep):
             audio_path=audio_path,
             audio_format=job.audio_format,  # type: ignore[arg-type]
             filename=job.source.get("filename"),
-            content_type=job.source.get("content_type"),
+            # The sniffed format decides (older jobs kept what the client declared).
+            content_type=MEDIA_TYPES[job.audio_format]
+            if job.audio_format in MEDIA_TYPES
+            else job.source.get("content_type"),
             source_url=job.source.get("url"),
             language=job.language,
             options=options,

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.audio.sniff import media_type
 from app.config import Settings
 from app.providers.base import (
     AudioFormat,
@@ -51,14 +52,6 @@ log = logging.getLogger(__name__)
 # that a file in the gap between 50 MB and 50 MiB is left for the vendor to judge.
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 _VENDOR_EXTENSIONS = {"mp3", "mp4", "aac", "wav", "flac", "ogg", "opus", "wma", "m4a"}
-_MIME = {
-    "wav": "audio/wav",
-    "mp3": "audio/mpeg",
-    "flac": "audio/flac",
-    "ogg": "audio/ogg",
-    "mp4": "audio/mp4",
-}
-
 # The vendor's status words; anything else keeps the job processing (and is logged).
 STATUS_MAP: dict[str, Literal["processing", "completed", "failed"]] = {
     "pending": "processing",
@@ -341,7 +334,7 @@ def _upload_type(request: SubmitRequest) -> str:
     if given.startswith(("audio/", "video/")):
         return given
     fmt: AudioFormat | None = request.audio_format
-    return _MIME.get(fmt or "", "application/octet-stream")
+    return media_type(fmt)
 
 
 def build(settings: Settings, http: httpx.AsyncClient) -> InfomaniakProvider:

@@ -42,6 +42,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from app.audio.sniff import media_type
 from app.config import Settings
 from app.providers.base import (
     Artifact,
@@ -107,17 +108,6 @@ PARTIAL_GRACE_SECONDS = 60.0
 # and the downloads.
 PARTIAL_POLL_SECONDS = 10.0
 
-_AUDIO_TYPES: dict[str, str] = {
-    "wav": "audio/wav",
-    "mp3": "audio/mpeg",
-    "flac": "audio/flac",
-    "ogg": "audio/ogg",
-    "webm": "audio/webm",
-    "mp4": "audio/mp4",
-    "aiff": "audio/aiff",
-    "amr": "audio/amr",
-}
-
 
 def klangio_capabilities() -> Capabilities:
     # Klangio lists no input formats: every format the gateway recognises is passed
@@ -148,7 +138,7 @@ def upload_name_and_type(request: SubmitRequest) -> tuple[str, str]:
     """The file part's name and type; a downloaded source_url has neither of its own."""
     fmt = request.audio_format
     filename = request.filename or f"{request.job_id}.{fmt or 'bin'}"
-    content_type = request.content_type or _AUDIO_TYPES.get(fmt or "", "application/octet-stream")
+    content_type = request.content_type or media_type(fmt)
     return filename, content_type
 
 

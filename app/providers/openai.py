@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from app.audio.sniff import media_type
 from app.config import Settings
 from app.providers.base import (
     AudioFormat,
@@ -58,15 +59,6 @@ _EXTENSIONS: dict[AudioFormat, str] = {
     "webm": "webm",
     "mp4": "m4a",  # an MP4 container from a speech pipeline is almost always audio-only
 }
-_CONTENT_TYPES: dict[AudioFormat, str] = {
-    "wav": "audio/wav",
-    "mp3": "audio/mpeg",
-    "flac": "audio/flac",
-    "ogg": "audio/ogg",
-    "webm": "audio/webm",
-    "mp4": "audio/mp4",
-}
-
 # "For gpt-4o-transcribe and gpt-4o-mini-transcribe, the only supported format is json"
 # (and timestamp_granularities needs verbose_json): asking for more is a 400.
 _JSON_ONLY_MODEL_PREFIXES = ("gpt-4o",)
@@ -155,9 +147,7 @@ def upload_name(request: SubmitRequest) -> str:
 def upload_content_type(request: SubmitRequest) -> str:
     if request.content_type:
         return request.content_type
-    if request.audio_format in _CONTENT_TYPES:
-        return _CONTENT_TYPES[request.audio_format]
-    return "application/octet-stream"
+    return media_type(request.audio_format)
 
 
 # --- errors ---
