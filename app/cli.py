@@ -171,6 +171,16 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def client_name(text: str) -> str:
+    """A client's name as ``keys create`` takes it: 1 to 200 printable characters."""
+    name = text.strip()
+    if not name or len(name) > 200 or not name.isprintable():
+        raise argparse.ArgumentTypeError(
+            "a client name is 1 to 200 printable characters, not blank"
+        )
+    return name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stt-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -195,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="manage client API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create a client; prints its key once")
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, type=client_name)
     key_commands.add_parser("list", help="list clients (never their keys)")
     revoke = key_commands.add_parser("revoke", help="revoke a client's key at once")
     revoke.add_argument("name")

@@ -43,6 +43,9 @@ def test_keys_create_list_revoke_and_transcribe(tmp_path, make_settings):
 
     duplicate = _cli(env, "keys", "create", "--name", "ops")
     assert duplicate.returncode == 1 and "exists already" in duplicate.stderr
+    for bad in ("", "   ", "x" * 201, "tab\there"):
+        refused = _cli(env, "keys", "create", "--name", bad)
+        assert refused.returncode == 2 and "1 to 200 printable" in refused.stderr, bad
 
     listed = json.loads(_cli(env, "keys", "list").stdout)
     assert [c["name"] for c in listed] == ["ops"]
