@@ -28,6 +28,20 @@ TERMINAL_STATUSES = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
 
 
+def canonical_case(tag: str) -> str:
+    """A language tag in BCP 47's case: ``EN-us`` is ``en-US``, ``zh-hant`` ``zh-Hant``."""
+    first, *rest = tag.split("-")
+    parts = [first.lower()]
+    for part in rest:
+        if len(part) == 2 or (len(part) == 3 and part.isdigit()):
+            parts.append(part.upper())  # a region
+        elif len(part) == 4 and part.isalpha():
+            parts.append(part.title())  # a script
+        else:
+            parts.append(part.lower())
+    return "-".join(parts)
+
+
 class UploadSource(BaseModel):
     type: Literal["upload"] = "upload"
     filename: str | None
@@ -165,9 +179,11 @@ class JobFields(BaseModel):
     @field_validator("language")
     @classmethod
     def _language_tag(cls, value: str | None) -> str | None:
-        if value is not None and not _LANGUAGE.match(value):
+        if value is None:
+            return None
+        if not _LANGUAGE.match(value):
             raise ValueError("must be a language tag such as 'en' or 'en-US'")
-        return value
+        return canonical_case(value)
 
     @field_validator("metadata")
     @classmethod

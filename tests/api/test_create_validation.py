@@ -226,3 +226,11 @@ def test_an_empty_form_field_is_one_not_given(env):
     assert job["provider"] == "local" and job["source"]["type"] == "upload"
     assert job["language"] is None and job["callback_url"] is None
     assert job["options"] == {} and job["metadata"] == {} and job["fallback_providers"] == []
+
+
+def test_a_language_tag_is_kept_in_bcp47_case(env):
+    _, client, _ = env
+    for given, kept in (("EN", "en"), ("en-us", "en-US"), ("EN-latn-gb", "en-Latn-GB")):
+        response = upload(client, language=given)
+        assert response.status_code == 202, response.text
+        assert response.json()["language"] == kept
