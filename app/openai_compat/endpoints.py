@@ -53,11 +53,18 @@ MAX_WAIT_SECONDS = 570.0
 _WAIT_RECHECK_SECONDS = 5.0  # a lost wake-up costs at most this much
 
 _GRANULARITY_FIELDS = frozenset({"timestamp_granularities[]", "timestamp_granularities"})
+# OpenAI's own parameters that no normalised transcript serves: taken, as the
+# SDKs send them, and not acted on (README, "The OpenAI SDK, unchanged").
+_INCLUDE_FIELDS = frozenset({"include[]", "include"})
+_IGNORED_FIELDS = frozenset({"chunking_strategy"}) | _INCLUDE_FIELDS
 FORM_FIELDS = frozenset(
     {"file", "model", "language", "prompt", "response_format", "temperature", "stream"}
     | _GRANULARITY_FIELDS
+    | _IGNORED_FIELDS
 )
-_MAX_PARTS = len(FORM_FIELDS) + len(GRANULARITIES)
+_REPEATABLE = _GRANULARITY_FIELDS | _INCLUDE_FIELDS
+_INCLUDABLE = ("logprobs",)
+_MAX_PARTS = len(FORM_FIELDS) + len(GRANULARITIES) + len(_INCLUDABLE)
 
 # Job error codes about the audio the client sent: OpenAI answers those with a 4xx.
 _INPUT_ERRORS: dict[str, tuple[int, str]] = {
@@ -111,6 +118,14 @@ def parse_form(fields: dict[str, str], lists: dict[str, list[str]]) -> Transcrip
                 )
             if value.strip() not in granularities:
                 granularities.append(value.strip())
+    for name in sorted(_INCLUDE_FIELDS):
+        for value in lists.get(name, []):
+            if value.strip() not in _INCLUDABLE:
+                raise _bad(
+                    f"{value!r} is not one of {list(_INCLUDABLE)} - 'include'",
+                    "include",
+                    "unsupported_value",
+                )
     if fields.get("stream", "").strip().lower() in ("true", "1"):
         raise _bad("streaming is not supported by this gateway; leave stream unset", "stream")
     temperature = None
@@ -187,7 +202,7 @@ async def _create_job(
             ctx,
             job_id,
             fields=FORM_FIELDS,
-            repeatable=_GRANULARITY_FIELDS,
+            repeatable=_REPEATABLE,
             max_parts=_MAX_PARTS,
         )
         if upload is None:
@@ -335,6 +350,15 @@ TRANSCRIPTION_FORM: dict[str, Any] = {
             "minimum": 0,
             "maximum": 1,
             "description": "Passed as the provider's `temperature` option where it has one",
+        },
+        "include[]": {
+            "type": "array",
+            "items": {"type": "string", "enum": list(_INCLUDABLE)},
+            "description": "Taken as OpenAI's SDKs send it; no provider's transcript has logprobs",
+        },
+        "chunking_strategy": {
+            "type": "string",
+            "description": "Taken as OpenAI's SDKs send it; the provider chunks as it does",
         },
     },
 }

@@ -164,6 +164,14 @@ def test_refusals_come_in_openais_error_shape(local_gateway: Gateway, tmp_path: 
     assert not [p for p in (gateway.settings.storage_dir / "jobs").rglob("*") if p.is_file()]
 
 
+def test_openais_include_and_chunking_strategy_are_taken(local_gateway: Gateway) -> None:
+    gateway, key = local_gateway
+    answer = sdk(gateway, key).audio.transcriptions.create(
+        model="local", file=SPEECH_WAV, include=["logprobs"], chunking_strategy="auto"
+    )
+    assert "hello" in answer.text
+
+
 def test_other_refusals_without_the_sdk(local_gateway: Gateway) -> None:
     gateway, key = local_gateway
     url = gateway.base_url + "/v1/audio/transcriptions"
@@ -182,6 +190,10 @@ def test_other_refusals_without_the_sdk(local_gateway: Gateway) -> None:
     assert hot.status_code == 400 and hot.json()["error"]["param"] == "temperature"
     stream = httpx.post(url, files=audio, data={"model": "local", "stream": "true"}, headers=auth)
     assert stream.status_code == 400 and stream.json()["error"]["param"] == "stream"
+    bad_include = httpx.post(
+        url, files=audio, data={"model": "local", "include[]": "x"}, headers=auth
+    )
+    assert bad_include.status_code == 400 and bad_include.json()["error"]["param"] == "include"
     # The rest of the API keeps its problem+json.
     problem = httpx.get(gateway.base_url + "/jobs/job_nope", headers=auth)
     assert problem.headers["content-type"].startswith("application/problem+json")
