@@ -156,8 +156,10 @@ def test_refusals_come_in_openais_error_shape(local_gateway: Gateway, tmp_path: 
     assert_openai_error(bad_language.value, 400, "language")
 
     with pytest.raises(openai.BadRequestError) as unknown_field:
-        client.audio.transcriptions.create(model="local", file=SPEECH_WAV, include=["logprobs"])
-    assert_openai_error(unknown_field.value, 400, "include[]")
+        client.audio.transcriptions.create(
+            model="local", file=SPEECH_WAV, extra_body={"surprise": "field"}
+        )
+    assert_openai_error(unknown_field.value, 400, "surprise")
 
     # Nothing refused was kept.
     assert listed_jobs(gateway, key) == []
