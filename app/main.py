@@ -20,6 +20,7 @@ from app.metrics.endpoint import router as metrics_router
 from app.metrics.middleware import HttpMetrics
 from app.middleware import RefuseBadUrls
 from app.notify.endpoints import router as deliveries_router
+from app.notify.webhook_doc import document_webhooks
 from app.openai_compat.endpoints import router as openai_router
 from app.openapi_doc import build_openapi
 from app.providers.endpoints import router as providers_router
@@ -70,5 +71,6 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
     app.include_router(openai_router)
     app.include_router(health.router)
     app.include_router(metrics_router)
+    document_webhooks(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

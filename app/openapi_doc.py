@@ -4,8 +4,8 @@ FastAPI's own document, with what FastAPI generates globally put right:
 
 * its 422 ``HTTPValidationError`` answers become the problem+json 422 the
   gateway really sends (app.errors), every operation declares the 400
-  app.middleware sends for a URL with a NUL character, and every upload the
-  408 of a stalled client;
+  app.middleware sends for a URL with a NUL character, the 408 and 431 of
+  app.http_protocol, and every upload the 408 of a stalled client;
 * ``Problem`` and the request bodies the routes refer to by ``$ref`` (read by
   the gateway itself, not by FastAPI) are added to the components;
 * uploads are ``type: string, format: binary``: FastAPI now writes
@@ -67,9 +67,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             separate_input_output_schemas=app.separate_input_output_schemas,
         )
         _add_referenced_schemas(doc)
+        _webhook_answers(doc)
         _problem_422s(doc)
         _nul_400s(doc)
         _stalled_uploads(doc)
+        _transport_errors(doc)
         _server_errors(doc)
         _binary_uploads(doc)
         _describe_tags(doc)
@@ -95,6 +97,15 @@ def _add_referenced_schemas(doc: dict[str, Any]) -> None:
     doc["components"]["schemas"] = dict(sorted(schemas.items()))
 
 
+def _webhook_answers(doc: dict[str, Any]) -> None:
+    """A webhook's answer is the receiver's: any 2xx, not FastAPI's 422 for a bad body."""
+    for item in doc.get("webhooks", {}).values():
+        for op in item.values():
+            op["responses"] = {
+                "2XX": {"description": "Received; anything else is retried with backoff"}
+            }
+
+
 def _problem_422s(doc: dict[str, Any]) -> None:
     """FastAPI's 422 (declared for any route with parameters) as the gateway answers it."""
     fastapi_422 = {"$ref": REF_PREFIX + "HTTPValidationError"}
@@ -113,10 +124,24 @@ def _problem_422s(doc: dict[str, Any]) -> None:
 
 
 def _nul_400s(doc: dict[str, Any]) -> None:
-    """app.middleware answers 400 to a URL with a NUL character, before any route."""
+    """app.middleware answers 400 to a URL with a NUL character, before any route,
+    and app.http_protocol to a request that is not valid HTTP."""
     for op in _operations(doc):
         op.setdefault("responses", {}).setdefault(
-            "400", problem_response_doc("The URL contains a NUL character")
+            "400",
+            problem_response_doc("The URL contains a NUL character, or the request is not HTTP"),
+        )
+
+
+def _transport_errors(doc: dict[str, Any]) -> None:
+    """app.http_protocol's answers, before any route: headers too slow, or too large."""
+    for op in _operations(doc):
+        answers = op.setdefault("responses", {})
+        answers.setdefault(
+            "408", problem_response_doc("The request's headers did not arrive in time")
+        )
+        answers.setdefault(
+            "431", problem_response_doc("The request's URL and headers are over 64 KiB")
         )
 
 

@@ -97,7 +97,9 @@ def test_every_error_answer_is_problem_json_with_a_schema(doc):
             if status.startswith("2"):
                 continue
             assert answer.get("description"), f"{name} {status}"
-            if OPENAI_TAG in op["tags"]:  # OpenAI's error envelope, as its SDK expects
+            # OpenAI's error envelope, as its SDK expects, but for the 431 that the HTTP
+            # layer answers before any route is known.
+            if OPENAI_TAG in op["tags"] and status != "431":
                 content = answer.get("content", {})
                 assert content.get("application/json", {}).get("schema"), f"{name} {status}"
                 continue
@@ -142,6 +144,26 @@ def test_every_operation_that_reads_the_database_declares_500_and_503(doc):
         assert {"500", "503"} <= set(op["responses"]), name
     unavailable = doc["paths"]["/jobs"]["get"]["responses"]["503"]
     assert "Retry-After" in unavailable["headers"]
+
+
+def test_every_operation_declares_what_the_http_layer_answers(doc):
+    # app.http_protocol answers before any route: not HTTP, headers too slow, too large.
+    for name, op in operations(doc):
+        assert {"400", "408", "431"} <= set(op["responses"]), name
+
+
+def test_the_client_webhooks_are_described(doc):
+    assert set(doc["webhooks"]) == {"job.completed", "job.failed", "job.canceled"}
+    for event, item in doc["webhooks"].items():
+        op = item["post"]
+        headers = {p["name"] for p in op["parameters"] if p["in"] == "header"}
+        assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}, event
+        body = op["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/WebhookPayload"}
+        assert "HMAC-SHA256" in op["description"]
+    payload = doc["components"]["schemas"]["WebhookPayload"]
+    assert set(payload["required"]) == {"type", "timestamp", "data"}
+    assert payload["properties"]["type"]["enum"] == ["job.completed", "job.failed", "job.canceled"]
 
 
 def test_fastapi_validation_error_is_replaced_everywhere(doc):
