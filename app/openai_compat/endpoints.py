@@ -93,6 +93,25 @@ def _bad(message: str, param: str, code: str | None = None) -> OpenAIError:
     return OpenAIError(400, message, param=param, code=code)
 
 
+def _one_of(
+    lists: dict[str, list[str]], names: frozenset[str], allowed: tuple[str, ...], param: str
+) -> list[str]:
+    """The values of a repeatable field (under any of its ``names``), each one of
+    ``allowed`` or OpenAI's 400; in order, each once."""
+    values: list[str] = []
+    for name in sorted(names):
+        for value in lists.get(name, []):
+            if value.strip() not in allowed:
+                raise _bad(
+                    f"{value!r} is not one of {list(allowed)} - {param!r}",
+                    param,
+                    "unsupported_value",
+                )
+            if value.strip() not in values:
+                values.append(value.strip())
+    return values
+
+
 def parse_form(fields: dict[str, str], lists: dict[str, list[str]]) -> TranscriptionRequest:
     model = fields.get("model", "").strip()
     if not model:
@@ -107,25 +126,8 @@ def parse_form(fields: dict[str, str], lists: dict[str, list[str]]) -> Transcrip
             "response_format",
             "unsupported_value",
         )
-    granularities: list[str] = []
-    for name in sorted(_GRANULARITY_FIELDS):
-        for value in lists.get(name, []):
-            if value.strip() not in GRANULARITIES:
-                raise _bad(
-                    f"{value!r} is not one of {list(GRANULARITIES)} - 'timestamp_granularities'",
-                    "timestamp_granularities",
-                    "unsupported_value",
-                )
-            if value.strip() not in granularities:
-                granularities.append(value.strip())
-    for name in sorted(_INCLUDE_FIELDS):
-        for value in lists.get(name, []):
-            if value.strip() not in _INCLUDABLE:
-                raise _bad(
-                    f"{value!r} is not one of {list(_INCLUDABLE)} - 'include'",
-                    "include",
-                    "unsupported_value",
-                )
+    granularities = _one_of(lists, _GRANULARITY_FIELDS, GRANULARITIES, "timestamp_granularities")
+    _one_of(lists, _INCLUDE_FIELDS, _INCLUDABLE, "include")
     if fields.get("stream", "").strip().lower() in ("true", "1"):
         raise _bad("streaming is not supported by this gateway; leave stream unset", "stream")
     temperature = None

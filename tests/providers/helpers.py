@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from app.providers.base import NoOptions, SubmitRequest
-from tests.api.helpers import upload
+from tests.api.helpers import assert_problem, upload
 from tests.conftest import SPEECH_WAV
 from tests.support.gateway import ThreadedGateway
 from tests.support.static_server import StaticServer
@@ -128,6 +128,15 @@ def serving(
         yield server
     finally:
         server.close()
+
+
+def assert_too_large_for(client: httpx.Client, audio: Path, provider: str, *words: str) -> None:
+    """``audio`` is a 413 naming ``words`` for ``provider``, and for it as a fallback
+    (the job could end up there), and no job is made."""
+    assert_problem(upload(client, audio, provider=provider), 413, f"'{provider}'", *words)
+    as_fallback = upload(client, audio, provider="local", fallback_providers=f'["{provider}"]')
+    assert_problem(as_fallback, 413, f"fallback provider '{provider}'")
+    assert client.get("/jobs").json()["data"] == []
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 20) -> None:

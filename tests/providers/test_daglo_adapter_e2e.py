@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -146,16 +147,22 @@ def test_the_fake_takes_only_the_extensions_daglo_lists(fake: FakeDaglo, name: s
         assert answer.json()["error"].startswith("Invalid format")
 
 
-def test_an_ogg_opus_upload_named_ogg_completes(start: Start, fake: FakeDaglo) -> None:
+def _ogg_job(start: Start, audio: bytes) -> dict[str, Any]:
+    """A Daglo job of ``audio`` uploaded as voice.ogg, once it has ended."""
     gateway, key = start()
     with gateway.client(key) as client:
         created = client.post(
             "/jobs",
-            files={"file": ("voice.ogg", OGG_OPUS + bytes(1024), "audio/ogg")},
+            files={"file": ("voice.ogg", audio + bytes(1024), "audio/ogg")},
             data={"provider": "daglo"},
         )
         assert created.status_code == 202, created.text
-        done = wait_for_job(client, created.json()["id"])
+        done: dict[str, Any] = wait_for_job(client, created.json()["id"])
+    return done
+
+
+def test_an_ogg_opus_upload_named_ogg_completes(start: Start, fake: FakeDaglo) -> None:
+    done = _ogg_job(start, OGG_OPUS)
     assert done["status"] == "completed", done
     assert fake.jobs[done["provider_job_id"]].file_name == "voice.opus"
 
@@ -163,15 +170,7 @@ def test_an_ogg_opus_upload_named_ogg_completes(start: Start, fake: FakeDaglo) -
 def test_an_ogg_vorbis_upload_fails_without_a_request_to_daglo(
     start: Start, fake: FakeDaglo
 ) -> None:
-    gateway, key = start()
-    with gateway.client(key) as client:
-        created = client.post(
-            "/jobs",
-            files={"file": ("voice.ogg", OGG_VORBIS + bytes(1024), "audio/ogg")},
-            data={"provider": "daglo"},
-        )
-        assert created.status_code == 202, created.text
-        done = wait_for_job(client, created.json()["id"])
+    done = _ogg_job(start, OGG_VORBIS)
     assert done["status"] == "failed", done
     assert done["error"]["code"] == "unsupported_media" and done["error"]["retryable"] is False
     assert "only as Opus" in done["error"]["message"]
