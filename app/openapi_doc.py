@@ -3,9 +3,9 @@
 FastAPI's own document, with what FastAPI generates globally put right:
 
 * its 422 ``HTTPValidationError`` answers become the problem+json 422 the
-  gateway really sends (app.errors), every operation declares the 400
-  app.middleware sends for a URL with a NUL character, the 408 and 431 of
-  app.http_protocol, and every upload the 408 of a stalled client;
+  gateway really sends (app.errors), every operation declares the 400, 408
+  and 431 answered before any route (app.middleware, app.http_protocol), and
+  every upload the 408 of a stalled client;
 * ``Problem`` and the request bodies the routes refer to by ``$ref`` (read by
   the gateway itself, not by FastAPI) are added to the components;
 * uploads are ``type: string, format: binary``: FastAPI now writes
@@ -69,7 +69,6 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         _add_referenced_schemas(doc)
         _webhook_answers(doc)
         _problem_422s(doc)
-        _nul_400s(doc)
         _stalled_uploads(doc)
         _transport_errors(doc)
         _server_errors(doc)
@@ -123,20 +122,16 @@ def _problem_422s(doc: dict[str, Any]) -> None:
         doc["components"]["schemas"] = dict(sorted(schemas.items()))
 
 
-def _nul_400s(doc: dict[str, Any]) -> None:
-    """app.middleware answers 400 to a URL with a NUL character, before any route,
-    and app.http_protocol to a request that is not valid HTTP."""
+def _transport_errors(doc: dict[str, Any]) -> None:
+    """What is answered before any route: app.middleware's 400 for a URL with a NUL
+    character, app.http_protocol's for a request that is not HTTP, headers too
+    slow (408) or too large (431)."""
     for op in _operations(doc):
-        op.setdefault("responses", {}).setdefault(
+        answers = op.setdefault("responses", {})
+        answers.setdefault(
             "400",
             problem_response_doc("The URL contains a NUL character, or the request is not HTTP"),
         )
-
-
-def _transport_errors(doc: dict[str, Any]) -> None:
-    """app.http_protocol's answers, before any route: headers too slow, or too large."""
-    for op in _operations(doc):
-        answers = op.setdefault("responses", {})
         answers.setdefault(
             "408", problem_response_doc("The request's headers did not arrive in time")
         )
