@@ -11,6 +11,7 @@ so those are told apart here from the file's first bytes.
 
 from __future__ import annotations
 
+from app.audio.sniff import MEDIA_TYPES
 from app.providers.base import AudioFormat
 
 HEAD_BYTES = 4096  # enough for an Ogg file's first pages and an EBML header
@@ -23,15 +24,12 @@ _EXTENSIONS: dict[AudioFormat, str] = {
     "aiff": "aiff",
     "amr": "amr",
 }
-CONTENT_TYPES = {
-    "wav": "audio/wav",
-    "mp3": "audio/mpeg",
-    "flac": "audio/flac",
-    "aiff": "audio/aiff",
-    "amr": "audio/amr",
-    "opus": "audio/ogg",  # RFC 7845
-    "weba": "audio/webm",
-    "m4a": "audio/mp4",
+# By extension: the formats above as MEDIA_TYPES has them, and the names Daglo
+# lists for what an Ogg, EBML or MP4 container holds.
+CONTENT_TYPES = {ext: MEDIA_TYPES[fmt] for fmt, ext in _EXTENSIONS.items()} | {
+    "opus": MEDIA_TYPES["ogg"],  # RFC 7845
+    "weba": MEDIA_TYPES["webm"],
+    "m4a": MEDIA_TYPES["mp4"],
     "3gp": "audio/3gpp",
     "mov": "video/quicktime",
 }
