@@ -216,6 +216,7 @@ async def get_job(
         Query(
             ge=0,
             le=MAX_WAIT_SECONDS,
+            allow_inf_nan=False,  # else NaN reads as "should be <= 60"
             description="Seconds to hold the answer until the job is terminal",
         ),
     ] = 0,
