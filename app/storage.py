@@ -11,7 +11,9 @@ import contextlib
 import hashlib
 import os
 import shutil
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -139,6 +141,53 @@ class BlobWriter:
         self.abort()
         if self._renamed:
             self._final.unlink(missing_ok=True)
+
+
+class WriteBacks:
+    """Writes blobs to disk and drops them from the page cache, in one background thread.
+
+    For a blob read once and kept only in case (an upload, once sent to its
+    vendor): its pages would otherwise sit in the cache until memory runs out,
+    and each new upload would take fresh pages. Fresh pages are costly on a VM
+    that hands free memory back to its host (Firecracker's free page
+    reporting): writing a 20 MiB upload took 52 ms of CPU into fresh pages
+    against 6 ms into pages just freed. One thread, so a burst of uploads puts
+    one flush at a time on the disk; past ``max_pending`` waiting, a blob is
+    left to the kernel's own writeback, so a slow disk never makes a queue grow.
+    """
+
+    def __init__(self, max_pending: int = 16) -> None:
+        self.max_pending = max_pending
+        self.pending = 0
+        self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-back")
+
+    def submit(self, path: Path) -> None:
+        if not hasattr(os, "posix_fadvise"):  # not on macOS: nothing to drop
+            return
+        with self._lock:
+            if self.pending >= self.max_pending:
+                return
+            self.pending += 1
+        self._thread.submit(self._write_back, path)
+
+    def _write_back(self, path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                # Dirty pages cannot be dropped: written back first, then let go.
+                os.fdatasync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # deleted meanwhile, or a disk error: the blob stays as it is
+        finally:
+            with self._lock:
+                self.pending -= 1
+
+
+write_backs = WriteBacks()
 
 
 class LocalStorage:

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from app.providers.base import PermanentProviderError
+from app.storage import write_backs
 
 READ_BYTES = 256 * 1024
 
@@ -45,3 +46,4 @@ async def open_audio(path: Path) -> AsyncIterator[io.FileIO]:
         yield audio
     finally:
         audio.close()
+        write_backs.submit(path)  # sent: not read again unless the vendor is asked again

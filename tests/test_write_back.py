@@ -1,0 +1,83 @@
+"""An upload once sent to its vendor is written back and dropped from the page cache."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.providers.upload import open_audio
+from app.storage import LocalStorage, write_backs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def disk_dir() -> Iterator[Path]:
+    """A folder on the repository's disk: /tmp may be a tmpfs, whose pages never leave."""
+    (REPO / "var").mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="write-back-", dir=REPO / "var"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def resident_bytes(path: Path) -> int:
+    """How much of ``path`` is in the page cache (util-linux's fincore)."""
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip())
+
+
+async def stored(folder: Path, data: bytes) -> Path:
+    writer = LocalStorage(folder).writer("jobs/job_1/audio")
+    writer.write(data)
+    await writer.commit()
+    return folder / "jobs/job_1/audio"
+
+
+async def until_no_write_back_pending() -> None:
+    for _ in range(200):
+        if write_backs.pending == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{write_backs.pending} write-backs still pending after 10 s")
+
+
+async def test_the_audio_leaves_the_cache_once_sent_and_stays_whole_on_disk(disk_dir):
+    data = os.urandom(4 * 1024 * 1024)
+    path = await stored(disk_dir, data)
+    assert resident_bytes(path) == len(data)  # just written: all of it in the cache
+    async with open_audio(path) as audio:
+        assert audio.read() == data
+    await until_no_write_back_pending()
+    assert resident_bytes(path) == 0
+    assert path.read_bytes() == data
+
+
+async def test_audio_deleted_before_its_write_back_is_no_error(disk_dir):
+    path = await stored(disk_dir, b"RIFF" + os.urandom(1024))
+    path.unlink()
+    write_backs.submit(path)
+    await until_no_write_back_pending()
+    assert not path.exists()
+
+
+async def test_past_the_bound_a_blob_is_left_to_the_kernel(disk_dir, monkeypatch):
+    # A disk slower than the uploads: the queue does not grow, the blob stays cached.
+    monkeypatch.setattr(write_backs, "max_pending", 0)
+    data = os.urandom(1024 * 1024)
+    path = await stored(disk_dir, data)
+    write_backs.submit(path)
+    assert write_backs.pending == 0
+    await asyncio.sleep(0.3)
+    assert resident_bytes(path) == len(data)
