@@ -169,7 +169,11 @@ class WriteBacks:
             if self.pending >= self.max_pending:
                 return
             self.pending += 1
-        self._thread.submit(self._write_back, path)
+        try:
+            self._thread.submit(self._write_back, path)
+        except RuntimeError:  # the interpreter is shutting down: the kernel will do
+            with self._lock:
+                self.pending -= 1
 
     def _write_back(self, path: Path) -> None:
         try:

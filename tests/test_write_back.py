@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.providers.upload import open_audio
-from app.storage import LocalStorage, write_backs
+from app.storage import LocalStorage, WriteBacks, write_backs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,3 +81,13 @@ async def test_past_the_bound_a_blob_is_left_to_the_kernel(disk_dir, monkeypatch
     assert write_backs.pending == 0
     await asyncio.sleep(0.3)
     assert resident_bytes(path) == len(data)
+
+
+async def test_after_shutdown_a_blob_is_left_to_the_kernel(disk_dir):
+    # At the interpreter's exit the thread takes no more work: the send must not fail for it.
+    late = WriteBacks()
+    late._thread.shutdown()
+    path = await stored(disk_dir, b"RIFF" + os.urandom(1024))
+    late.submit(path)
+    assert late.pending == 0
+    assert path.read_bytes()[:4] == b"RIFF"
