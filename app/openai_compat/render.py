@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, Literal
 
-from app.providers.openai_transcript import LANGUAGE_CODES
+from app.providers.whisper_languages import LANGUAGE_CODES
 from app.transcripts import Segment, Transcript, render_srt, render_text, render_vtt
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]

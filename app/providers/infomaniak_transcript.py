@@ -14,31 +14,10 @@ import re
 from typing import Any, Literal
 
 from app.providers.base import Artifact, ProviderResult
+from app.providers.whisper_languages import language_code
 from app.transcripts import Segment, Transcript, Word
 
 NAME = "infomaniak"  # the transcripts' provider, and the adapter's name
-
-
-# Whisper names the language it heard ("english"); the transcript wants the code.
-_WHISPER_NAMES = (
-    "en:english zh:chinese de:german es:spanish ru:russian ko:korean fr:french "
-    "ja:japanese pt:portuguese tr:turkish pl:polish ca:catalan nl:dutch ar:arabic "
-    "sv:swedish it:italian id:indonesian hi:hindi fi:finnish vi:vietnamese he:hebrew "
-    "uk:ukrainian el:greek ms:malay cs:czech ro:romanian da:danish hu:hungarian "
-    "ta:tamil no:norwegian th:thai ur:urdu hr:croatian bg:bulgarian lt:lithuanian "
-    "la:latin mi:maori ml:malayalam cy:welsh sk:slovak te:telugu fa:persian lv:latvian "
-    "bn:bengali sr:serbian az:azerbaijani sl:slovenian kn:kannada et:estonian "
-    "mk:macedonian br:breton eu:basque is:icelandic hy:armenian ne:nepali mn:mongolian "
-    "bs:bosnian kk:kazakh sq:albanian sw:swahili gl:galician mr:marathi pa:punjabi "
-    "si:sinhala km:khmer sn:shona yo:yoruba so:somali af:afrikaans oc:occitan "
-    "ka:georgian be:belarusian tg:tajik sd:sindhi gu:gujarati am:amharic yi:yiddish "
-    "lo:lao uz:uzbek fo:faroese ht:haitian_creole ps:pashto tk:turkmen nn:nynorsk "
-    "mt:maltese sa:sanskrit lb:luxembourgish my:myanmar bo:tibetan tl:tagalog "
-    "mg:malagasy as:assamese tt:tatar haw:hawaiian ln:lingala ha:hausa ba:bashkir "
-    "jw:javanese su:sundanese yue:cantonese"
-)
-_WHISPER_LANGUAGES = dict(pair.split(":") for pair in _WHISPER_NAMES.split())
-_CODE_BY_NAME = {name.replace("_", " "): code for code, name in _WHISPER_LANGUAGES.items()}
 
 
 class UnexpectedPayload(ValueError):
@@ -84,15 +63,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
-
-
-def _language_code(value: Any) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    value = value.strip().lower()
-    if value in _WHISPER_LANGUAGES:
-        return value
-    return _CODE_BY_NAME.get(value)
 
 
 def _word(raw: Any) -> Word | None:
@@ -154,7 +124,7 @@ def transcript_from_json(body: dict[str, Any]) -> Transcript:
         _attach(segments, top_words)
     return Transcript(
         text=text,
-        language=_language_code(body.get("language")),
+        language=language_code(body.get("language")),
         duration=_number(body.get("duration")),
         provider=NAME,
         segments=segments,

@@ -15,7 +15,7 @@ from app.openai_compat.render import (
     render,
     verbose_json,
 )
-from app.providers.openai_transcript import LANGUAGE_CODES
+from app.providers.whisper_languages import LANGUAGE_CODES
 from app.transcripts import Segment, Transcript, TranscriptHasNoTimings, Word, render_srt
 
 

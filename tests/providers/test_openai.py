@@ -28,7 +28,8 @@ from app.providers.openai import (
     upload_content_type,
     upload_name,
 )
-from app.providers.openai_transcript import assign_words, build_transcript, language_code
+from app.providers.openai_transcript import assign_words, build_transcript
+from app.providers.whisper_languages import language_code
 from app.transcripts import Segment, Word
 from tests.providers.helpers import recorded, stored_upload, submit_request_for
 
