@@ -27,9 +27,11 @@ def check_url_syntax(url: str) -> str:
         raise UrlRefused("must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 (parsing the port validates it)
+        port = parts.port  # parsing the port validates it
     except ValueError as exc:
         raise UrlRefused(f"is not a valid URL ({exc})") from None
+    if port == 0:  # valid syntax, but nothing listens there: refused now, not retried
+        raise UrlRefused("has port 0, where no server can listen")
     if parts.scheme not in ("http", "https"):
         raise UrlRefused("must be an http or https URL")
     if not parts.hostname:

@@ -75,11 +75,16 @@ async def _download(
     raise PermanentProviderError("source_unavailable", "source_url redirects too many times")
 
 
+# 501 (no GET there) and 505 (no HTTP/1.1): the same answer however long we wait.
+_LASTING_5XX = frozenset({501, 505})
+
+
 def _raise_for_status(resp: httpx.Response) -> None:
     if resp.status_code < 400:
         return
     detail = {"status_code": resp.status_code}
-    if resp.status_code in (408, 429) or resp.status_code >= 500:
+    status = resp.status_code
+    if status in (408, 429) or (status >= 500 and status not in _LASTING_5XX):
         raise RetryableProviderError(
             f"source_url answered {resp.status_code}",
             retry_after=parse_retry_after(resp.headers.get("retry-after")),

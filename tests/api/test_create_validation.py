@@ -165,6 +165,11 @@ def test_empty_and_truncated_files(env):
     [
         ({"provider": "local"}, ["source_url", "Field required"]),
         ({"source_url": "file:///etc/passwd"}, ["source_url", "http"]),
+        ({"source_url": "http://example.com:0/a.wav"}, ["source_url", "port 0"]),
+        (
+            {"source_url": "https://example.com/a.wav", "callback_url": "https://example.com:0/"},
+            ["callback_url", "port 0"],
+        ),
         ({"source_url": "https://example.com/a.wav", "extra": 1}, ["extra"]),
         ({"source_url": "https://example.com/a.wav", "options": []}, ["options"]),
         # The form's 64 KiB per field holds for a JSON body too.

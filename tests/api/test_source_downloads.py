@@ -15,7 +15,7 @@ import pytest
 from app.context import GatewayContext
 from app.http_transport import AiohttpTransport, PublicAddressResolver
 from app.jobs.sources import download_source
-from app.providers.base import PermanentProviderError
+from app.providers.base import PermanentProviderError, RetryableProviderError
 from app.storage import LocalStorage
 from app.urls import refused_address
 from tests.conftest import SPEECH_WAV
@@ -206,3 +206,21 @@ async def test_the_gateway_reaches_clients_urls_at_public_addresses_only(
         server.close()
         await ctx.aclose()
     assert server.requests == (2 if allow_private else 1)
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"),
+    [(503, True), (500, True), (429, True), (408, True), (501, False), (505, False), (404, False)],
+)
+async def test_a_source_error_is_retried_only_when_waiting_can_cure_it(
+    storage: LocalStorage, status: int, retried: bool
+) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status))
+    async with httpx.AsyncClient(transport=transport) as http:
+        with pytest.raises((PermanentProviderError, RetryableProviderError)) as caught:
+            await _download(http, storage, PUBLIC)
+    assert isinstance(caught.value, RetryableProviderError) is retried
+    assert f"answered {status}" in caught.value.message
+    if not retried:
+        assert isinstance(caught.value, PermanentProviderError)
+        assert caught.value.code == "source_unavailable"
