@@ -52,6 +52,7 @@ class FilePart:
     content_type: str | None
     format: AudioFormat
     seconds: float | None = None  # how long it lasts, where its header says (WAV)
+    head: bytes = b""  # its first bytes (HEAD_BYTES), for a provider's look at the codec
 
 
 class DigestSink:
@@ -289,6 +290,7 @@ class JobFormReader:
             seconds=wav_seconds(self._file_head, self._writer.size)
             if self._sniffed == "wav"
             else None,
+            head=self._file_head,
         )
 
 

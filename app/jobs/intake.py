@@ -456,6 +456,11 @@ def _check_duration(provider: Provider, upload: StoredUpload, role: str) -> None
 def _check_format(provider: Provider, upload: StoredUpload) -> None:
     formats = provider.capabilities.formats
     if upload.part.format in formats:
+        refuses = getattr(provider, "refuses_upload", None)
+        if refuses is not None and (reason := refuses(upload.part.format, upload.part.head)):
+            raise UnsupportedMediaType(
+                f"provider {provider.name!r} cannot take this file: {reason}"
+            )
         return
     hint = getattr(provider, "unsupported_format_hint", "")
     raise UnsupportedMediaType(

@@ -149,6 +149,10 @@ class Provider(Protocol):
     # options_model and capabilities say, checked when the job is created (a 422)
     # as well as at submit. Raises RefusedRequest.
     # def check_job(self, language: str | None, options: BaseModel) -> None: ...
+    # Optional (read with getattr): why the vendor cannot take an upload of format
+    # ``fmt`` whose first bytes are ``head``, when those bytes already show it (a 415
+    # at creation); None when they do not. Submit checks the whole file again.
+    # def refuses_upload(self, fmt: AudioFormat, head: bytes) -> str | None: ...
 
     async def submit(self, request: SubmitRequest) -> ProviderUpdate: ...
 

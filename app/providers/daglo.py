@@ -26,6 +26,7 @@ from pydantic import BaseModel, SecretStr
 from app.audio.sniff import sniff_format
 from app.config import Settings
 from app.providers.base import (
+    AudioFormat,
     Capabilities,
     PermanentProviderError,
     ProviderResult,
@@ -37,6 +38,7 @@ from app.providers.daglo_files import (
     CONTENT_TYPES,
     HEAD_BYTES,
     UNSUPPORTED,
+    refusal,
     upload_extension,
     upload_name,
 )
@@ -267,7 +269,8 @@ class DagloProvider:
     options_model: ClassVar[type[BaseModel]] = DagloOptions
     capabilities: ClassVar[Capabilities] = Capabilities(
         # Sent under the extension Daglo lists for what the file holds (daglo_files);
-        # Ogg other than Opus, and Matroska other than WebM, fail at submit.
+        # Ogg other than Opus, and Matroska other than WebM, are refused: at creation
+        # when the upload's first bytes show it (refuses_upload), else at submit.
         formats=("wav", "mp3", "flac", "ogg", "webm", "mp4", "aiff", "amr"),
         source_url=True,
         upload=True,
@@ -292,6 +295,9 @@ class DagloProvider:
         self._http = http
         self._submits = spacing(f"POST {self._url}", requests_per_second)
         self._statuses = spacing(f"GET {self._url}/{{rid}}", requests_per_second)
+
+    def refuses_upload(self, fmt: AudioFormat, head: bytes) -> str | None:
+        return refusal(fmt, head)
 
     def _headers(self) -> dict[str, str]:
         return {

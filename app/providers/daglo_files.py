@@ -61,6 +61,17 @@ def upload_extension(fmt: AudioFormat, head: bytes) -> str | None:
     return _EXTENSIONS.get(fmt)
 
 
+def refusal(fmt: AudioFormat, head: bytes) -> str | None:
+    """Why Daglo cannot take a file of format ``fmt`` starting with ``head``, when
+    these bytes already show it (a stream other than Opus in an Ogg file, a
+    Matroska DocType other than WebM); None when they do not, or it can."""
+    if fmt == "ogg" and _ogg_codecs(head) - {_OPUS}:
+        return UNSUPPORTED["ogg"]
+    if fmt == "webm" and _ebml_doctype(head) not in (None, b"webm"):
+        return UNSUPPORTED["webm"]
+    return None
+
+
 def upload_name(filename: str | None, job_id: str, extension: str) -> str:
     """The client's file name (its last path part) with ``extension`` for its own,
     or the job's id when the client gave none."""
@@ -80,6 +91,8 @@ def _ogg_codecs(head: bytes) -> set[bytes]:
         segments = head[pos + 26]
         table = head[pos + 27 : pos + 27 + segments]
         packet = pos + 27 + segments
+        if packet + 8 > len(head):
+            break  # the head ends inside this page: its codec is not known
         codec = head[packet : packet + 8]
         if codec != _SKELETON:
             codecs.add(codec)
@@ -97,6 +110,8 @@ def _ebml_doctype(head: bytes) -> bytes | None:
             element = head[pos : pos + width]
             size, pos = _vint(head, pos + width)
             if element == _EBML_DOCTYPE:
+                if pos + size > len(head):
+                    return None  # cut off inside the DocType: unknown, not another one
                 return head[pos : pos + size].rstrip(b"\x00")
             pos += size
     except (IndexError, ValueError):

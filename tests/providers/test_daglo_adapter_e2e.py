@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +12,9 @@ from pydantic import SecretStr
 
 from app.providers.base import AudioFormat, PermanentProviderError, SubmitRequest
 from app.providers.daglo import RATE_LIMIT, DagloProvider
+from app.providers.daglo_files import refusal
 from app.providers.daglo_options import DagloOptions
+from tests.api.helpers import assert_problem
 from tests.fakes.daglo import FakeDaglo
 from tests.providers import daglo_e2e_support, helpers
 from tests.providers.helpers import Start
@@ -36,7 +37,8 @@ def ogg_page(packet: bytes, first: bool = True) -> bytes:
 OPUS_HEAD = b"OpusHead\x01\x01\x38\x01\x80\xbb\x00\x00\x00\x00\x00"
 OGG_OPUS = ogg_page(OPUS_HEAD) + ogg_page(b"OpusTags" + bytes(8), first=False)
 OGG_VORBIS = ogg_page(b"\x01vorbis" + bytes(23)) + ogg_page(b"\x03vorbis" + bytes(8), first=False)
-OGG_SKELETON_OPUS = ogg_page(b"fishead\x00" + bytes(56)) + OGG_OPUS
+OGG_SKELETON = ogg_page(b"fishead\x00" + bytes(56))
+OGG_SKELETON_OPUS = OGG_SKELETON + OGG_OPUS
 
 
 def ebml(doctype: bytes) -> bytes:
@@ -147,34 +149,61 @@ def test_the_fake_takes_only_the_extensions_daglo_lists(fake: FakeDaglo, name: s
         assert answer.json()["error"].startswith("Invalid format")
 
 
-def _ogg_job(start: Start, audio: bytes) -> dict[str, Any]:
-    """A Daglo job of ``audio`` uploaded as voice.ogg, once it has ended."""
+def test_an_ogg_opus_upload_named_ogg_completes(start: Start, fake: FakeDaglo) -> None:
     gateway, key = start()
     with gateway.client(key) as client:
         created = client.post(
             "/jobs",
-            files={"file": ("voice.ogg", audio + bytes(1024), "audio/ogg")},
+            files={"file": ("voice.ogg", OGG_OPUS + bytes(1024), "audio/ogg")},
             data={"provider": "daglo"},
         )
         assert created.status_code == 202, created.text
-        done: dict[str, Any] = wait_for_job(client, created.json()["id"])
-    return done
-
-
-def test_an_ogg_opus_upload_named_ogg_completes(start: Start, fake: FakeDaglo) -> None:
-    done = _ogg_job(start, OGG_OPUS)
+        done = wait_for_job(client, created.json()["id"])
     assert done["status"] == "completed", done
     assert fake.jobs[done["provider_job_id"]].file_name == "voice.opus"
 
 
-def test_an_ogg_vorbis_upload_fails_without_a_request_to_daglo(
-    start: Start, fake: FakeDaglo
+@pytest.mark.parametrize(
+    ("audio", "words"),
+    [
+        pytest.param(OGG_VORBIS, "only as Opus", id="ogg-vorbis"),
+        pytest.param(ebml(b"matroska"), "not other Matroska", id="matroska"),
+    ],
+)
+def test_an_upload_daglo_has_no_name_for_is_a_415_at_creation(
+    start: Start, fake: FakeDaglo, audio: bytes, words: str
 ) -> None:
-    done = _ogg_job(start, OGG_VORBIS)
-    assert done["status"] == "failed", done
-    assert done["error"]["code"] == "unsupported_media" and done["error"]["retryable"] is False
-    assert "only as Opus" in done["error"]["message"]
+    gateway, key = start()
+    with gateway.client(key) as client:
+        refused = client.post(
+            "/jobs",
+            files={"file": ("voice.ogg", audio + bytes(1024), "audio/ogg")},
+            data={"provider": "daglo"},
+        )
+        assert_problem(refused, 415, "daglo", words)
+        assert client.get("/jobs").json()["data"] == []
     assert fake.calls("submit") == []
+
+
+@pytest.mark.parametrize(
+    ("head", "fmt", "refused"),
+    [
+        pytest.param(OGG_VORBIS, "ogg", True, id="ogg-vorbis"),
+        pytest.param(OGG_OPUS, "ogg", False, id="ogg-opus"),
+        pytest.param(OGG_SKELETON_OPUS, "ogg", False, id="ogg-skeleton-opus"),
+        pytest.param(OGG_SKELETON + OGG_VORBIS, "ogg", True, id="skeleton-vorbis"),
+        # Cut inside the first page: the codec is not known, so not refused (submit decides).
+        pytest.param(OGG_VORBIS[:30], "ogg", False, id="ogg-cut"),
+        pytest.param(ebml(b"matroska"), "webm", True, id="matroska"),
+        pytest.param(ebml(b"webm"), "webm", False, id="webm"),
+        pytest.param(ebml(b"matroska")[:27], "webm", False, id="ebml-cut-in-doctype"),
+        pytest.param(b"ID3\x04" + bytes(6), "mp3", False, id="mp3"),
+    ],
+)
+def test_the_first_bytes_refuse_only_what_they_show(
+    head: bytes, fmt: AudioFormat, refused: bool
+) -> None:
+    assert (refusal(fmt, head) is not None) is refused
 
 
 # --- the rate limit -----------------------------------------------------------------------
