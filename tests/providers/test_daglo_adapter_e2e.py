@@ -149,14 +149,19 @@ def test_the_fake_takes_only_the_extensions_daglo_lists(fake: FakeDaglo, name: s
         assert answer.json()["error"].startswith("Invalid format")
 
 
+def _daglo_upload(client: httpx.Client, audio: bytes) -> httpx.Response:
+    """``POST /jobs`` of ``audio`` (and some padding) for Daglo, named voice.ogg."""
+    return client.post(
+        "/jobs",
+        files={"file": ("voice.ogg", audio + bytes(1024), "audio/ogg")},
+        data={"provider": "daglo"},
+    )
+
+
 def test_an_ogg_opus_upload_named_ogg_completes(start: Start, fake: FakeDaglo) -> None:
     gateway, key = start()
     with gateway.client(key) as client:
-        created = client.post(
-            "/jobs",
-            files={"file": ("voice.ogg", OGG_OPUS + bytes(1024), "audio/ogg")},
-            data={"provider": "daglo"},
-        )
+        created = _daglo_upload(client, OGG_OPUS)
         assert created.status_code == 202, created.text
         done = wait_for_job(client, created.json()["id"])
     assert done["status"] == "completed", done
@@ -175,12 +180,7 @@ def test_an_upload_daglo_has_no_name_for_is_a_415_at_creation(
 ) -> None:
     gateway, key = start()
     with gateway.client(key) as client:
-        refused = client.post(
-            "/jobs",
-            files={"file": ("voice.ogg", audio + bytes(1024), "audio/ogg")},
-            data={"provider": "daglo"},
-        )
-        assert_problem(refused, 415, "daglo", words)
+        assert_problem(_daglo_upload(client, audio), 415, "daglo", words)
         assert client.get("/jobs").json()["data"] == []
     assert fake.calls("submit") == []
 
