@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
@@ -89,6 +90,17 @@ class DigestSink:
         return self._sha256.hexdigest()
 
 
+class FileListener(Protocol):
+    """Told of the file's bytes as they arrive, after the writer (the OpenAI
+    route's early vendor upload: ``app.openai_compat.early_start``)."""
+
+    def file_data(self, reader: JobFormReader, chunk: bytes) -> None: ...
+
+    def file_ended(self, size: int) -> None: ...
+
+    async def drained(self) -> None: ...
+
+
 @dataclass
 class _Part:
     headers: dict[bytes, bytes] = field(default_factory=dict)
@@ -104,7 +116,8 @@ class JobFormReader:
     ``fields``: the part names taken (``file`` is the audio); ``repeatable``: those
     that may come more than once (``name[]`` arrays), collected in ``lists``;
     ``max_parts``: how many parts in all (default: one per field);
-    ``idle_timeout``: seconds without a byte from the client before giving up (408).
+    ``idle_timeout``: seconds without a byte from the client before giving up (408);
+    ``listener``: told of the file's bytes too, once they are checked.
     """
 
     def __init__(
@@ -117,11 +130,15 @@ class JobFormReader:
         repeatable: frozenset[str] = frozenset(),
         max_parts: int | None = None,
         idle_timeout: float | None = None,
+        listener: FileListener | None = None,
     ) -> None:
         _, params = parse_options_header(content_type)
         boundary = params.get(b"boundary")
         if not boundary:
             raise UnsupportedMediaType("multipart/form-data needs a boundary parameter")
+        self.boundary: bytes = boundary
+        self._listener = listener
+        self.file_offset: int | None = None  # where in the body the file's bytes begin
         charset = params.get(b"charset", b"utf-8").decode("latin-1")
         try:
             self._charset = codecs.lookup(charset).name
@@ -169,6 +186,8 @@ class JobFormReader:
                     self._parser.write(chunk)
                     if self._writer.needs_flush:
                         await self._writer.flush()
+                    if self._listener is not None:
+                        await self._listener.drained()
             self._parser.finalize()
         except FormParserError as exc:
             raise InvalidRequest(f"malformed multipart body: {exc}") from None
@@ -244,6 +263,20 @@ class JobFormReader:
             self._file_head += chunk[: HEAD_BYTES - len(self._file_head)]
         if self._sniffed is None and len(self._writer.head) >= min(SNIFF_BYTES, 12):
             self._sniff()
+        if self._listener is not None:
+            if self.file_offset is None:  # ``data`` is the chunk the parser was given
+                self.file_offset = self._received - len(data) + start
+            self._listener.file_data(self, chunk)
+
+    @property
+    def sniffed_format(self) -> AudioFormat | None:
+        """The file's format, once its first bytes have shown it."""
+        return self._sniffed
+
+    @property
+    def filename(self) -> str | None:
+        """The file part's name, while it is read."""
+        return self._part.filename if self._part.is_file else None
 
     def _sniff(self) -> None:
         sniffed = sniff_format(self._writer.head)
@@ -292,6 +325,8 @@ class JobFormReader:
             else None,
             head=self._file_head,
         )
+        if self._listener is not None:
+            self._listener.file_ended(self._writer.size)
 
 
 async def until_idle(

@@ -24,7 +24,14 @@ from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType, fi
 from app.events import commit
 from app.ids import new_id
 from app.jobs import form_fields, idempotency, ledger, repository, service
-from app.jobs.form import FORM_FIELDS, DigestSink, FilePart, JobFormReader, until_idle
+from app.jobs.form import (
+    FORM_FIELDS,
+    DigestSink,
+    FileListener,
+    FilePart,
+    JobFormReader,
+    until_idle,
+)
 from app.jobs.held import HeldSubmit
 from app.jobs.repository import Lease
 from app.jobs.schemas import CreateJobFromUrl, JobFields, JobStatus
@@ -171,7 +178,7 @@ async def store_job_to_run_now(
     return job, task
 
 
-def _content_length(request: Request) -> int | None:
+def content_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
     return int(value) if value and value.isdigit() else None
 
@@ -184,13 +191,15 @@ async def read_form(
     fields: frozenset[str] = FORM_FIELDS,
     repeatable: frozenset[str] = frozenset(),
     max_parts: int | None = None,
+    listener: FileListener | None = None,
 ) -> tuple[JobFormReader, StoredUpload | None]:
     """Stream a multipart body: the file to the job's audio key, the other fields kept.
 
     Without a ``job_id`` the file is only counted and hashed (a replayed request).
+    ``listener`` is told of the file's bytes as they arrive.
     """
     limit = ctx.settings.max_upload_bytes
-    declared = _content_length(request)
+    declared = content_length(request)
     if declared is not None and declared > limit + _FORM_OVERHEAD:
         raise PayloadTooLarge(f"the request is larger than the upload limit of {limit} bytes")
     writer = ctx.storage.writer(audio_key(job_id)) if job_id else DigestSink()
@@ -203,6 +212,7 @@ async def read_form(
             repeatable=repeatable,
             max_parts=max_parts,
             idle_timeout=ctx.settings.upload_idle_timeout_seconds,
+            listener=listener,
         )
         await reader.read(request.stream())
         upload = None
@@ -254,7 +264,7 @@ async def _read_form(
 
 
 async def _read_json(request: Request, idle_timeout: float) -> CreateJobFromUrl:
-    declared = _content_length(request)
+    declared = content_length(request)
     if declared is not None and declared > _MAX_JSON_BODY:
         raise PayloadTooLarge("a JSON job request is limited to 1 MiB")
     body = bytearray()

@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Request, Response
@@ -28,9 +29,11 @@ from app.deps import Caller, Ctx, CurrentClient
 from app.errors import field_errors
 from app.ids import new_id
 from app.jobs import intake, repository, service
+from app.jobs.form import JobFormReader
 from app.jobs.held import HeldSubmit
 from app.jobs.schemas import JobFields, JobStatus
 from app.models import Job
+from app.openai_compat.early_start import EarlyStart
 from app.openai_compat.errors import (
     NO_RETRY,
     SERVER_ERROR,
@@ -189,15 +192,31 @@ def _provider(ctx: GatewayContext, request: TranscriptionRequest) -> Provider:
     return provider
 
 
+def _planned(ctx: GatewayContext, reader: JobFormReader) -> tuple[Provider, JobFields] | None:
+    """The provider and the job's fields, as the form's fields so far give them, for
+    a provider whose submit this request runs; None if they do not (yet)."""
+    if ctx.task_runner is None:
+        return None
+    try:
+        asked = parse_form(reader.fields, reader.lists)
+        provider = _provider(ctx, asked)
+        fields = job_fields(asked, provider)
+    except OpenAIError:
+        return None  # the same error comes again once the whole form is read
+    if not provider.capabilities.synchronous or ctx.guard.is_open(provider.name):
+        return None
+    return provider, fields
+
+
 async def _create_job(
-    request: Request, ctx: GatewayContext, client: Caller
+    request: Request, ctx: GatewayContext, client: Caller, job_id: str, early: EarlyStart
 ) -> tuple[Job, TranscriptionRequest, ClaimedTask | None]:
     """The stored job; for a provider that answers in one call, also its submit
     task, claimed for this request to run at once (no hand-off to a worker and
-    back: the answer is waited for anyway)."""
+    back: the answer is waited for anyway). ``early`` may start the provider's
+    upload while the client's arrives."""
     if intake.media_type_of(request) != "multipart/form-data":
         raise _bad("send the request as multipart/form-data with a 'file' part", "file")
-    job_id = new_id("job")
     with intake.discard_on_failure(ctx, job_id):
         reader, upload = await intake.read_form(
             request,
@@ -206,6 +225,7 @@ async def _create_job(
             fields=FORM_FIELDS,
             repeatable=_REPEATABLE,
             max_parts=_MAX_PARTS,
+            listener=early,
         )
         if upload is None:
             raise _bad("you must provide a 'file' field", "file")
@@ -417,13 +437,18 @@ def _error_doc(description: str) -> dict[str, Any]:
 )
 async def create_transcription(request: Request, ctx: Ctx, client: CurrentClient) -> Response:
     await limits.check_jobs_in_flight(ctx, client.id)  # before the upload is read
-    job, asked, task = await _create_job(request, ctx, client)
-    if task is not None and ctx.task_runner is not None:
-        await ctx.task_runner.execute(task)
-        held = task.held
-        if isinstance(held, HeldSubmit) and held.completed and held.transcript:
-            # Completed by this request: answered from what it holds, no reads.
-            return _answer(job.id, held.transcript, asked, held.completed.language)
+    job_id = new_id("job")
+    early = EarlyStart(job_id, intake.content_length(request), partial(_planned, ctx))
+    try:
+        job, asked, task = await _create_job(request, ctx, client, job_id, early)
+        if task is not None and ctx.task_runner is not None:
+            await ctx.task_runner.execute(task)
+            held = task.held
+            if isinstance(held, HeldSubmit) and held.completed and held.transcript:
+                # Completed by this request: answered from what it holds, no reads.
+                return _answer(job.id, held.transcript, asked, held.completed.language)
+    finally:
+        early.abandon()
     done = await wait_until_terminal(ctx, request, client, job.id, MAX_WAIT_SECONDS)
     if done is None:
         # Gone (deleted) or nobody listening any more: the answer is not read.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
@@ -36,9 +37,11 @@ from app.providers.base import (
     RetryableProviderError,
     SubmitRequest,
 )
+from app.providers.early_upload import EarlyUpload, UploadForm
 from app.providers.http import json_object, send
 from app.providers.openai_transcript import VENDOR, build_transcript
 from app.providers.upload import open_audio
+from app.storage import write_backs
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +132,22 @@ def form_fields(
     else:
         fields.append(("response_format", "json"))
     return fields
+
+
+def _options_of(request: SubmitRequest) -> OpenAIOptions:
+    options = request.options
+    if isinstance(options, OpenAIOptions):
+        return options
+    return OpenAIOptions.model_validate(options.model_dump())
+
+
+def _upload_form(request: SubmitRequest, options: OpenAIOptions, *, verbose: bool) -> UploadForm:
+    """What a post of ``request`` sends besides the file's bytes."""
+    return UploadForm(
+        tuple(form_fields(options, request.language, verbose=verbose)),
+        upload_name(request),
+        upload_content_type(request),
+    )
 
 
 def upload_name(request: SubmitRequest) -> str:
@@ -226,15 +245,14 @@ class OpenAIProvider:
         self._api_key = api_key
         self._url = base_url.rstrip("/") + "/audio/transcriptions"
         self._http = http
+        self._early: dict[str, EarlyUpload] = {}  # by job id, until its submit takes it
 
     async def submit(self, request: SubmitRequest) -> ProviderUpdate:
         if request.audio_path is None:
             raise PermanentProviderError(
                 "invalid_audio", "the openai provider uploads the audio and has none for this job"
             )
-        options = request.options
-        if not isinstance(options, OpenAIOptions):
-            options = OpenAIOptions.model_validate(options.model_dump())
+        options = _options_of(request)
         try:
             response = await self._transcribe(request, options)
         except PermanentProviderError as exc:
@@ -268,10 +286,62 @@ class OpenAIProvider:
         log.info("the openai upstream refused verbose_json for %s; asking for json", options.model)
         return await self._post(request, options, verbose=False)
 
+    def start_early(self, request: SubmitRequest, file_bytes: int) -> EarlyUpload:
+        """The first upload of ``request``'s job, started while the client's upload
+        arrives (``file_bytes`` long, predicted); its submit sends the last bytes."""
+        self.drop_early(request.job_id)
+        options = _options_of(request)
+        form = _upload_form(request, options, verbose=not wants_json_only(options.model))
+        early = EarlyUpload(form, file_bytes, self._send_early)
+        self._early[request.job_id] = early
+        return early
+
+    def drop_early(self, job_id: str) -> None:
+        """Give up the job's early upload unless its submit took it (idempotent)."""
+        early = self._early.pop(job_id, None)
+        if early is not None:
+            early.give_up()
+
+    async def _send_early(
+        self, body: AsyncIterator[bytes], length: int, content_type: str
+    ) -> httpx.Response:
+        return await send(
+            self._http,
+            "POST",
+            self._url,
+            vendor=VENDOR,
+            operation=OPERATION,
+            headers={
+                "Authorization": f"Bearer {self._api_key.get_secret_value()}",
+                "Content-Type": content_type,
+                "Content-Length": str(length),
+            },
+            content=body,
+            timeout=TIMEOUT,
+        )
+
+    async def _take_early(
+        self, request: SubmitRequest, options: OpenAIOptions, verbose: bool
+    ) -> httpx.Response | None:
+        """The answer to the job's early upload, if one is waiting for its last bytes
+        and holds what this post would send; else None (and it is given up)."""
+        early = self._early.pop(request.job_id, None)
+        if early is None:
+            return None
+        if _upload_form(request, options, verbose=verbose) != early.form:
+            early.give_up()
+            return None
+        response = await early.release()
+        if response is not None and request.audio_path is not None:
+            write_backs.submit(request.audio_path)  # as open_audio does once it is sent
+        return response
+
     async def _post(
         self, request: SubmitRequest, options: OpenAIOptions, *, verbose: bool
     ) -> httpx.Response:
         assert request.audio_path is not None
+        if (early := await self._take_early(request, options, verbose)) is not None:
+            return early
         async with open_audio(request.audio_path) as audio:
             return await send(
                 self._http,
