@@ -20,10 +20,13 @@ for are downloaded (each extra format may cost quota, and what Klangio answers
 for a format it was not asked for is undocumented).
 
 COMPLETED means "result files can be fetched", yet a file may still be missing
-(its result path answers 404). With none there, the poll is retried as a vendor
-fault; with some there, the job stays processing for PARTIAL_GRACE_SECONDS from
-the first such look, looked at again every PARTIAL_POLL_SECONDS, and then
-completes with what is there, the rest listed in ``missing_outputs``.
+(its result path answers 404), and Klangio may not make a requested file at all
+(the documents' own create answer has ``gen_gp5`` false for a request of gp5).
+Then the job stays processing for PARTIAL_GRACE_SECONDS from the first such
+look, looked at again every PARTIAL_POLL_SECONDS. After that it completes with
+what is there, the rest listed in ``missing_outputs``; with no file at all it
+fails (provider_failed, naming the outputs), never a vendor fault retried until
+the deadline, since each retry would count against Klangio's circuit breaker.
 
 This module is the adapter: the HTTP calls, the status mapping, the downloads
 and the failure messages. The options model, the output-format table and the
@@ -96,13 +99,13 @@ FAILURES: dict[str, tuple[str, bool]] = {
 # refusal is an error.
 _NOT_THERE = {404, 410, 422}
 
-# How long a COMPLETED job with some of its files missing waits for the rest.
+# How long a COMPLETED job with some or all of its files missing waits for them.
 # COMPLETED is documented as "result files can be fetched", so a file missing
 # then is either a moment behind the others (worth a short wait) or never coming
 # (the documents' own create answer has gen_gp5 false for a request of gp5), and
 # a job of the second kind pays the whole grace. A minute gives a late file six
 # looks, delays a job by no more than that, and stays far inside
-# PROVIDER_DEADLINE_SECONDS (900 s).
+# PROVIDER_DEADLINE_SECONDS (900 s). A job with no file at all by then fails.
 PARTIAL_GRACE_SECONDS = 60.0
 # How often to look meanwhile: about six looks in the grace, each a status GET
 # and the downloads.
@@ -318,9 +321,10 @@ class KlangioProvider:
             outputs = [OUTPUTS[name] for name in options.outputs]
             result, wait = await self._results(klangio_id, outputs, body)
             if result is None:
-                # Processing, not a retryable error: each retry would count against
-                # the task's attempts and Klangio's circuit breaker, and a minute of
-                # retries opens the breaker (5 in a row by default) for every job.
+                # Processing, not a retryable error, even with no file at all: each
+                # retry would count against the task's attempts and Klangio's circuit
+                # breaker, and a minute of retries opens the breaker (5 in a row by
+                # default) for every job.
                 return replace(update, status="processing", poll_after=wait)
             return replace(update, result=result)
         return update
@@ -334,7 +338,9 @@ class KlangioProvider:
     ) -> tuple[ProviderResult | None, float]:
         """The files of ``outputs``, in that order; only those are downloaded.
 
-        (None, seconds to the next look) while some are missing and the grace runs."""
+        (None, seconds to the next look) while some or all are missing and the grace
+        runs. Raises PermanentProviderError when the grace is over with none there:
+        Klangio may not make an output it was asked for (gen_* false)."""
         files: dict[str, tuple[str, bytes]] = {}
         missing: list[str] = []
         for output in outputs:
@@ -343,12 +349,6 @@ class KlangioProvider:
                 missing.append(output.name)
             else:
                 files[output.name] = found
-        if not files:
-            # COMPLETED means "result files can be fetched": none yet is worth a retry.
-            raise RetryableProviderError(
-                "klangio results: the job is COMPLETED but none of its files is there yet",
-                provider_detail=status_body,
-            )
         if not missing:
             self._partial_since.forget(klangio_id)
             return build_result(status_body, files, missing), 0.0
@@ -363,6 +363,15 @@ class KlangioProvider:
             )
             # The last look comes as the grace ends, not up to an interval after it.
             return None, min(self._partial_poll, self._grace - waited)
+        if not files:
+            # The job's own fault, as asked: the same request would get nothing again.
+            self._partial_since.forget(klangio_id)
+            raise PermanentProviderError(
+                "provider_failed",
+                f"klangio completed the job but made none of the outputs asked for"
+                f" ({', '.join(missing)}) after {waited:.0f} s; ask for other outputs",
+                provider_detail=status_body,
+            )
         log.warning(
             "klangio job %s has no %s after %.0f s: completed without",
             klangio_id,

@@ -168,6 +168,29 @@ def test_a_file_never_made_is_left_out_after_the_grace(
     assert _stored_raw(gateway, done["id"])["missing_outputs"] == ["pdf"]
 
 
+def test_no_file_ever_made_fails_the_job_after_the_grace(
+    klangio: Start, fake: FakeKlangio, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(adapter, "PARTIAL_GRACE_SECONDS", 1.5)
+    monkeypatch.setattr(adapter, "PARTIAL_POLL_SECONDS", 0.5)
+    fake.late_outputs = {"pdf": None}  # asked for, never made (gen_pdf false, say)
+    done = helpers.run_job(klangio(), "klangio", options={"outputs": ["pdf"]})
+
+    assert done["status"] == "failed", done
+    assert done["error"] == {
+        "code": "provider_failed",
+        "message": done["error"]["message"],
+        "retryable": False,
+        "provider_detail": {"status": "COMPLETED"},
+    }
+    assert "made none of the outputs asked for (pdf)" in done["error"]["message"]
+    assert done["artifacts"] == []
+    looks = _completed_looks(fake)
+    assert len(looks) >= 3  # looked at again meanwhile, not given up at once ...
+    assert looks[-1] - looks[0] >= 1.5  # ... until the grace was over
+    assert len(fake.jobs) == 1  # failed, not sent again
+
+
 def test_source_url_is_downloaded_and_sent_as_a_file(klangio: Start, fake: FakeKlangio):
     with helpers.serving() as audio_server:
         done = helpers.run_job(klangio(), "klangio", source_url=audio_server.url)

@@ -40,7 +40,7 @@ async def test_fetch_unknown_word_keeps_processing_and_warns(
     assert "THINKING" in caplog.text
 
 
-def completed(**files: httpx.Response) -> Vendor:
+def completed(**files: Handler | httpx.Response) -> Vendor:
     routes: dict[str, Handler | httpx.Response] = {
         "/job/J1/status": httpx.Response(200, json=payload("status_completed.json"))
     }
@@ -182,7 +182,55 @@ async def test_each_job_has_its_own_grace() -> None:
     assert (later.status, later.poll_after) == ("processing", 10.0)
 
 
-async def test_no_file_at_all_is_still_a_retry_after_the_grace() -> None:
+async def test_no_file_at_all_is_waited_for_then_fails_the_job() -> None:
+    # The documents' own create answer has gen_gp5 false for a request of gp5.
+    vendor = completed()  # every result path is a 404
+    clock = Clock()
+    adapter = vendor.provider(clock=clock, grace_seconds=30.0, poll_seconds=4.0)
+    options = KlangioOptions(outputs=["gp5", "pdf"])
+
+    # COMPLETED with none of the files: processing, no vendor fault to retry.
+    assert await adapter.fetch("J1", options) == ProviderUpdate(
+        status="processing", provider_job_id="J1", provider_status="COMPLETED", poll_after=4.0
+    )
+    clock.now += 28.0
+    waiting = await adapter.fetch("J1", options)
+    assert (waiting.status, waiting.result, waiting.poll_after) == ("processing", None, 2.0)
+
+    clock.now += 2.0  # the grace is over, still nothing: the job fails for good
+    with pytest.raises(PermanentProviderError) as err:
+        await adapter.fetch("J1", options)
+    assert (err.value.code, err.value.retryable) == ("provider_failed", False)
+    assert "made none of the outputs asked for (gp5, pdf)" in err.value.message
+    assert "ask for other outputs" in err.value.message
+    assert err.value.provider_detail == {"status": "COMPLETED"}
+    assert vendor.paths == ["/job/J1/status", "/job/J1/gp5", "/job/J1/pdf"] * 3
+
+    # Forgotten then: a later fetch of the job starts a grace of its own.
+    again = await adapter.fetch("J1", options)
+    assert (again.status, again.poll_after) == ("processing", 4.0)
+
+
+async def test_a_file_made_during_the_grace_of_none_completes_the_job() -> None:
+    midi: list[httpx.Response] = [httpx.Response(404), httpx.Response(200, content=b"")]
+    midi.append(httpx.Response(200, content=b"MThd"))
+    vendor = completed(midi=lambda _: midi.pop(0))
+    clock = Clock()
+    adapter = vendor.provider(clock=clock, grace_seconds=30.0, poll_seconds=4.0)
+    options = KlangioOptions(outputs=["midi"])
+
+    for _ in range(2):  # a 404, then an empty file: neither is there yet
+        waiting = await adapter.fetch("J1", options)
+        assert (waiting.status, waiting.result, waiting.poll_after) == ("processing", None, 4.0)
+        clock.now += 4.0
+    update = await adapter.fetch("J1", options)
+
+    assert update.status == "completed" and update.result is not None
+    assert [(a.name, a.data) for a in update.result.artifacts] == [("midi", b"MThd")]
+    assert update.result.raw["missing_outputs"] == []
+
+
+async def test_a_file_gone_after_the_grace_fails_the_job() -> None:
     files = [httpx.Response(200, content=b"MThd"), httpx.Response(404)]
     vendor = completed(midi=lambda _: files.pop(0))
     clock = Clock()
@@ -190,7 +238,9 @@ async def test_no_file_at_all_is_still_a_retry_after_the_grace() -> None:
     options = KlangioOptions(outputs=["midi", "pdf"])
     assert (await adapter.fetch("J1", options)).status == "processing"
     clock.now += 31.0
-    with pytest.raises(RetryableProviderError, match="none of its files"):
+    with pytest.raises(
+        PermanentProviderError, match=r"none of the outputs asked for \(midi, pdf\)"
+    ):
         await adapter.fetch("J1", options)
 
 
@@ -248,15 +298,24 @@ async def test_other_options_than_klangios_fetch_the_default_outputs() -> None:
     assert vendor.paths[1:] == ["/job/J1/midi", "/job/J1/xml"]
 
 
-async def test_completed_with_no_file_at_all_is_retryable() -> None:
-    with pytest.raises(RetryableProviderError, match="none of its files"):
-        await completed().provider().fetch("J1", KlangioOptions(outputs=["midi", "pdf"]))
+async def test_completed_with_no_file_at_all_is_processing_not_a_retry() -> None:
+    vendor = completed()
+    update = await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi", "pdf"]))
+    assert update == ProviderUpdate(
+        status="processing", provider_job_id="J1", provider_status="COMPLETED", poll_after=10.0
+    )
+    assert vendor.paths == ["/job/J1/status", "/job/J1/midi", "/job/J1/pdf"]
 
 
 async def test_an_empty_file_is_not_there_yet() -> None:
     vendor = completed(midi=httpx.Response(200, content=b""))
-    with pytest.raises(RetryableProviderError, match="none of its files"):
-        await vendor.provider().fetch("J1", KlangioOptions(outputs=["midi"]))
+    clock = Clock()
+    adapter = vendor.provider(clock=clock, grace_seconds=30.0)
+    waiting = await adapter.fetch("J1", KlangioOptions(outputs=["midi"]))
+    assert (waiting.status, waiting.result, waiting.poll_after) == ("processing", None, 10.0)
+    clock.now += 30.0  # still empty after the grace: not made
+    with pytest.raises(PermanentProviderError, match=r"none of the outputs asked for \(midi\)"):
+        await adapter.fetch("J1", KlangioOptions(outputs=["midi"]))
     # Beside a file that is there, it is waited for as a missing one is.
     vendor = completed(
         midi=httpx.Response(200, content=b""), pdf=httpx.Response(200, content=b"%PDF")
