@@ -27,11 +27,17 @@ _MAX_HELD_BYTES = 64 * 1024
 class UploadsEarly(Protocol):
     """A provider that can start its upload while the client's still arrives."""
 
+    @property
+    def early_uploads(self) -> int:
+        """How many are under way."""
+        ...
+
     def start_early(self, request: SubmitRequest, file_bytes: int) -> EarlyUpload: ...
 
     def drop_early(self, job_id: str) -> None: ...
 
 
+# The provider (an UploadsEarly) and the job's fields, from the form so far.
 Plan = Callable[[JobFormReader], tuple[Provider, JobFields] | None]
 
 
@@ -94,7 +100,8 @@ class EarlyStart:
         if planned is None:
             return None
         provider, fields = planned
-        if not isinstance(provider, UploadsEarly) or fmt not in provider.capabilities.formats:
+        assert isinstance(provider, UploadsEarly)
+        if fmt not in provider.capabilities.formats:
             return None
         closing = len(b"\r\n--" + reader.boundary + b"--\r\n")
         file_bytes = self._content_length - offset - closing

@@ -33,7 +33,7 @@ from app.jobs.form import JobFormReader
 from app.jobs.held import HeldSubmit
 from app.jobs.schemas import JobFields, JobStatus
 from app.models import Job
-from app.openai_compat.early_start import EarlyStart
+from app.openai_compat.early_start import EarlyStart, UploadsEarly
 from app.openai_compat.errors import (
     NO_RETRY,
     SERVER_ERROR,
@@ -194,7 +194,8 @@ def _provider(ctx: GatewayContext, request: TranscriptionRequest) -> Provider:
 
 def _planned(ctx: GatewayContext, reader: JobFormReader) -> tuple[Provider, JobFields] | None:
     """The provider and the job's fields, as the form's fields so far give them, for
-    a provider whose submit this request runs; None if they do not (yet)."""
+    a provider that can upload early and whose submit this request runs; None if
+    they do not (yet)."""
     if ctx.task_runner is None:
         return None
     try:
@@ -203,7 +204,10 @@ def _planned(ctx: GatewayContext, reader: JobFormReader) -> tuple[Provider, JobF
         fields = job_fields(asked, provider)
     except OpenAIError:
         return None  # the same error comes again once the whole form is read
-    if not provider.capabilities.synchronous or ctx.guard.is_open(provider.name):
+    if not (provider.capabilities.synchronous and isinstance(provider, UploadsEarly)):
+        return None
+    # An early upload is a call to the vendor: within its breaker and in-flight limit.
+    if not ctx.guard.has_room(provider.name, provider.early_uploads):
         return None
     return provider, fields
 

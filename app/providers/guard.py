@@ -63,6 +63,16 @@ class VendorGuard:
         breaker = self._breakers.get(provider)
         return breaker is not None and self._clock() < breaker.open_until
 
+    def has_room(self, provider: str, pending: int = 0) -> bool:
+        """Whether a call could start now beside ``pending`` ones about to (the
+        OpenAI route's early uploads): the breaker closed, a slot free for each."""
+        breaker = self._breakers.get(provider)
+        if breaker is not None and (
+            self._clock() < breaker.open_until or breaker.failures >= self._threshold
+        ):
+            return False  # open, or half-open with its one trial call to make
+        return self.in_flight(provider) + pending < self._max_in_flight
+
     def acquire(self, provider: str) -> None:
         """Take a call slot for the vendor, or raise VendorUnavailable at once."""
         breaker = self._breakers.setdefault(provider, _Breaker())

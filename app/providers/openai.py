@@ -286,6 +286,10 @@ class OpenAIProvider:
         log.info("the openai upstream refused verbose_json for %s; asking for json", options.model)
         return await self._post(request, options, verbose=False)
 
+    @property
+    def early_uploads(self) -> int:
+        return len(self._early)
+
     def start_early(self, request: SubmitRequest, file_bytes: int) -> EarlyUpload:
         """The first upload of ``request``'s job, started while the client's upload
         arrives (``file_bytes`` long, predicted); its submit sends the last bytes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -259,3 +260,37 @@ def test_the_upstream_answering_before_the_end_is_asked_again_the_usual_way(
     assert sent.received.count(audio) == 1
     # The refused early request was never a submit: one ledger row, accepted.
     assert _rows(postgres_url, "SELECT outcome FROM provider_submissions") == [("accepted",)]
+
+
+def test_early_uploads_keep_within_the_vendors_in_flight_limit(
+    upstream: StreamingUpstream, vendor_gateway: Callable[..., tuple[ThreadedGateway, str]]
+) -> None:
+    served, key = vendor_gateway(
+        public=False,
+        OPENAI_API_KEY=API_KEY,
+        OPENAI_BASE_URL=upstream.base_url + "/v1",
+        PROVIDER_MAX_IN_FLIGHT=1,
+    )
+    audio = SPEECH_WAV_STEREO.read_bytes()
+    body = _form(audio, {"model": "openai/whisper-1"})
+    both_held = threading.Barrier(2)
+    early: list[int] = []
+    answers: list[int] = []
+
+    def between() -> None:
+        both_held.wait(timeout=10)
+        time.sleep(0.5)
+        early.append(len(upstream.arrivals))
+
+    def post() -> None:
+        answers.append(_post_in_two(served, key, body, 1000, between).status_code)
+
+    clients = [threading.Thread(target=post) for _ in range(2)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(timeout=60)
+
+    assert early and max(early) == 1  # the second upload waited for its whole file
+    assert answers == [200, 200]
+    assert len(upstream.complete) == 2
