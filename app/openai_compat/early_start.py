@@ -11,12 +11,14 @@ simply starts nothing: the job goes the usual way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel
 
 from app.audio.sniff import MEDIA_TYPES
 from app.jobs.form import JobFormReader
-from app.jobs.schemas import JobFields
-from app.providers.base import Provider, SubmitRequest
+from app.providers.base import Capabilities, SubmitRequest
 from app.providers.early_upload import EarlyUpload
 
 # Bytes of the file held while its format is not known yet (a few tiny chunks).
@@ -26,6 +28,8 @@ _MAX_HELD_BYTES = 64 * 1024
 @runtime_checkable
 class UploadsEarly(Protocol):
     """A provider that can start its upload while the client's still arrives."""
+
+    capabilities: Capabilities
 
     @property
     def early_uploads(self) -> int:
@@ -37,8 +41,16 @@ class UploadsEarly(Protocol):
     def drop_early(self, job_id: str) -> None: ...
 
 
-# The provider (an UploadsEarly) and the job's fields, from the form so far.
-Plan = Callable[[JobFormReader], tuple[Provider, JobFields] | None]
+@dataclass(frozen=True)
+class Planned:
+    """What the form's fields so far say the job's submit will be."""
+
+    provider: UploadsEarly
+    language: str | None
+    options: BaseModel
+
+
+Plan = Callable[[JobFormReader], Planned | None]
 
 
 class EarlyStart:
@@ -97,12 +109,9 @@ class EarlyStart:
         if fmt is None or offset is None or self._content_length is None:
             return None
         planned = self._plan(reader)
-        if planned is None:
+        if planned is None or fmt not in planned.provider.capabilities.formats:
             return None
-        provider, fields = planned
-        assert isinstance(provider, UploadsEarly)
-        if fmt not in provider.capabilities.formats:
-            return None
+        provider = planned.provider
         closing = len(b"\r\n--" + reader.boundary + b"--\r\n")
         file_bytes = self._content_length - offset - closing
         if file_bytes <= 0:
@@ -114,8 +123,8 @@ class EarlyStart:
             filename=reader.filename,
             content_type=MEDIA_TYPES.get(fmt),
             source_url=None,
-            language=fields.language,
-            options=provider.options_model.model_validate(fields.options),
+            language=planned.language,
+            options=planned.options,
         )
         self._provider = provider
         return provider.start_early(request, file_bytes)

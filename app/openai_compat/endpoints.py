@@ -33,7 +33,7 @@ from app.jobs.form import JobFormReader
 from app.jobs.held import HeldSubmit
 from app.jobs.schemas import JobFields, JobStatus
 from app.models import Job
-from app.openai_compat.early_start import EarlyStart, UploadsEarly
+from app.openai_compat.early_start import EarlyStart, Planned, UploadsEarly
 from app.openai_compat.errors import (
     NO_RETRY,
     SERVER_ERROR,
@@ -192,24 +192,25 @@ def _provider(ctx: GatewayContext, request: TranscriptionRequest) -> Provider:
     return provider
 
 
-def _planned(ctx: GatewayContext, reader: JobFormReader) -> tuple[Provider, JobFields] | None:
-    """The provider and the job's fields, as the form's fields so far give them, for
-    a provider that can upload early and whose submit this request runs; None if
-    they do not (yet)."""
+def _planned(ctx: GatewayContext, reader: JobFormReader) -> Planned | None:
+    """The provider, the job's fields and its options, as the form's fields so far
+    give them, for a provider that can upload early and whose submit this request
+    runs; None if they do not (yet)."""
     if ctx.task_runner is None:
         return None
     try:
         asked = parse_form(reader.fields, reader.lists)
         provider = _provider(ctx, asked)
         fields = job_fields(asked, provider)
-    except OpenAIError:
+        options = provider.options_model.model_validate(fields.options)
+    except (OpenAIError, ValidationError):
         return None  # the same error comes again once the whole form is read
     if not (provider.capabilities.synchronous and isinstance(provider, UploadsEarly)):
         return None
     # An early upload is a call to the vendor: within its breaker and in-flight limit.
     if not ctx.guard.has_room(provider.name, provider.early_uploads):
         return None
-    return provider, fields
+    return Planned(provider, fields.language, options)
 
 
 async def _create_job(

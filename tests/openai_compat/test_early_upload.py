@@ -294,3 +294,16 @@ def test_early_uploads_keep_within_the_vendors_in_flight_limit(
     assert early and max(early) == 1  # the second upload waited for its whole file
     assert answers == [200, 200]
     assert len(upstream.complete) == 2
+
+
+def test_options_the_provider_refuses_start_nothing_and_get_the_usual_error(
+    upstream: StreamingUpstream, gateway: tuple[ThreadedGateway, str]
+) -> None:
+    served, key = gateway
+    body = _form(SPEECH_WAV_STEREO.read_bytes(), {"model": "openai/" + "m" * 300})
+
+    answer = _post_in_two(served, key, body, hold_back=1000, between=lambda: time.sleep(0.1))
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == "model"
+    assert upstream.arrivals == []
