@@ -1,4 +1,5 @@
 """Is an uploaded WAV whole? Its header says how long it is; a cut-off upload is shorter.
+And does it hold any audio at all (a header with no samples after it)?
 
 Read from the file's first bytes and its size once it has all arrived, so the
 check costs nothing while streaming. Sizes of 0 or 0xFFFFFFFF are the
@@ -34,6 +35,25 @@ def wav_truncation(head: bytes, size: int) -> str | None:
             )
         break
     return None
+
+
+def wav_without_samples(head: bytes, size: int) -> str | None:
+    """Why a whole WAV of ``size`` bytes starting with ``head`` holds no audio (not
+    one frame of samples in its ``data`` chunk), or None. A ``data`` size of 0 or
+    0xFFFFFFFF says nothing (see above): then whatever follows counts."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    block_align = 1
+    for offset, chunk_id, chunk_size in riff_chunks(head):
+        if chunk_id == b"fmt " and len(head) >= offset + 22:
+            block_align = max(int.from_bytes(head[offset + 20 : offset + 22], "little"), 1)
+        elif chunk_id == b"data":
+            arrived = max(size - offset - 8, 0)
+            samples = arrived if chunk_size in UNKNOWN_SIZES else min(chunk_size, arrived)
+            if samples < block_align:
+                return f"its data chunk holds {samples} bytes, not one frame of samples"
+            return None
+    return None  # no data chunk within the first bytes: nothing to tell
 
 
 def riff_chunks(head: bytes) -> Iterator[tuple[int, bytes, int]]:

@@ -2,8 +2,9 @@
 
 The file is never held in memory: each chunk is hashed, counted and written
 as it arrives, and the request is refused as soon as it is too large or its
-first bytes are not audio, when a WAV turns out shorter than its header says,
-and when the client stops sending for ``idle_timeout`` seconds. The rest is
+first bytes are not audio, when a WAV turns out shorter than its header says
+or holds no samples, when a text field is not text in the form's charset, and
+when the client stops sending for ``idle_timeout`` seconds. The rest is
 bounded too: parts in number and size (their headers by python-multipart, at
 8 lines of 4 KiB), and the whole body.
 """
@@ -23,7 +24,7 @@ from python_multipart.multipart import MultipartParser, MultipartState, parse_op
 
 from app.audio.duration import wav_seconds
 from app.audio.sniff import SNIFF_BYTES, sniff_format
-from app.audio.truncation import HEAD_BYTES, wav_truncation
+from app.audio.truncation import HEAD_BYTES, wav_truncation, wav_without_samples
 from app.errors import InvalidRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from app.providers.base import AudioFormat
 from app.storage import BlobWriter
@@ -289,17 +290,32 @@ class JobFormReader:
         self._sniffed = sniffed
 
     def _refuse_if_truncated(self) -> None:
+        """A WAV shorter than its header says, or one with no samples at all."""
         problem = wav_truncation(self._file_head, self._writer.size)
         if problem is not None:
             raise InvalidRequest(
                 f"the WAV file is truncated: {problem}",
                 errors=[{"field": "file", "message": "truncated WAV", "type": "truncated"}],
             )
+        problem = wav_without_samples(self._file_head, self._writer.size)
+        if problem is not None:
+            raise InvalidRequest(
+                f"the WAV file has no audio samples: {problem}",
+                errors=[{"field": "file", "message": "no audio samples", "type": "no_samples"}],
+            )
 
     def _on_part_end(self) -> None:
         part = self._part
         if not part.is_file:
-            value = part.data.decode(self._charset, errors="replace")
+            try:
+                value = part.data.decode(self._charset)
+            except UnicodeDecodeError as exc:
+                # Replacing the bytes would store (and echo back) what was never sent.
+                raise InvalidRequest(
+                    f"form field {part.name!r} is not valid {self._charset} text "
+                    f"(byte {exc.start})",
+                    errors=[{"field": part.name, "message": "not valid text", "type": "unicode"}],
+                ) from None
             if part.name in self._repeatable:
                 self.lists.setdefault(part.name, []).append(value)
             else:

@@ -46,6 +46,8 @@ def json_object(name: str, text: str) -> dict[str, Any]:
             f"{name} holds a number too long to read",
             errors=[{"field": name, "message": "number too long", "type": "json_invalid"}],
         ) from None
+    if value is None:  # ``null``: not given, as in a JSON body
+        return {}
     if not isinstance(value, dict):
         raise InvalidRequest(
             f"{name} must be a JSON object",

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.models import Job
 
@@ -175,6 +175,15 @@ class JobFields(BaseModel):
     fallback_providers: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
         default_factory=list, max_length=5
     )
+
+    @field_validator("options", "metadata", "fallback_providers", mode="before")
+    @classmethod
+    def _null_is_not_given(cls, value: Any, info: ValidationInfo) -> Any:
+        """``null`` is the default, as clients that send every field (null when
+        unset, as Stripe's do) mean it."""
+        if value is None:
+            return [] if info.field_name == "fallback_providers" else {}
+        return value
 
     @field_validator("language")
     @classmethod

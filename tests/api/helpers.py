@@ -34,3 +34,16 @@ def assert_problem(response: httpx.Response, status: int, *words: str) -> dict:
     for word in words:
         assert word in body["detail"], body
     return body
+
+
+# A WAV whose format chunk says it has no channels, with a few bytes of samples: taken
+# at creation (its header and size agree), and failed by the engine, which cannot read it.
+WAV_UNDECODABLE = (
+    b"RIFF"
+    + struct.pack("<I", 40)
+    + b"WAVEfmt "
+    + struct.pack("<IHHIIHH", 16, 1, 0, 16000, 32000, 2, 16)
+    + b"data"
+    + struct.pack("<I", 4)
+    + bytes(4)
+)

@@ -152,12 +152,13 @@ def test_a_bad_form_field_is_named_in_errors(env, fields, words, field):
 def test_empty_and_truncated_files(env):
     _, client, _ = env
     assert_problem(client.post("/jobs", files={"file": ("e.wav", b"", "audio/wav")}), 422, "empty")
-    # A WAV header with no samples is audio by its bytes: the job is taken, and the
-    # engine fails it with a clear error (see test_jobs_lifecycle).
+    # A WAV header with no samples is refused at once, as a truncated one is: no
+    # job would ever get a transcript from it.
     response = client.post(
         "/jobs", files={"file": ("t.wav", io.BytesIO(WAV_HEADER_ONLY), "audio/wav")}
     )
-    assert response.status_code == 202
+    body = assert_problem(response, 422, "no audio samples")
+    assert [e["field"] for e in body["errors"]] == ["file"]
 
 
 @pytest.mark.parametrize(

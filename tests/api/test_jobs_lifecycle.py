@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.api.helpers import WAV_HEADER_ONLY, assert_problem, upload
+from tests.api.helpers import WAV_UNDECODABLE, assert_problem, upload
 from tests.support.gateway import create_key
 
 
@@ -78,12 +78,15 @@ def test_wait_runs_out_and_answers_the_job_as_it_is(idle):
     assert 1.4 < time.monotonic() - started < 5
 
 
-def test_audio_without_samples_fails_with_a_clear_error(database_url, make_settings, start_gateway):
+def test_audio_the_engine_cannot_read_fails_with_a_clear_error(
+    database_url, make_settings, start_gateway
+):
     gateway = start_gateway(make_settings(database_url))
     with gateway.client(create_key(database_url, "acme")) as client:
         created = client.post(
-            "/jobs", files={"file": ("t.wav", io.BytesIO(WAV_HEADER_ONLY), "audio/wav")}
+            "/jobs", files={"file": ("t.wav", io.BytesIO(WAV_UNDECODABLE), "audio/wav")}
         )
+        assert created.status_code == 202, created.text
         job = client.get(f"/jobs/{created.json()['id']}", params={"wait": 60}).json()
         assert job["status"] == "failed"
         assert job["error"]["code"] == "invalid_audio"

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 
 from app.config import Settings
 from app.main import create_app
-from tests.api.helpers import WAV_HEADER_ONLY
+from tests.api.helpers import WAV_UNDECODABLE
 from tests.conftest import SPEECH_WAV
 from tests.hostile.helpers import wav
 from tests.support.gateway import create_client, gateway_settings, start_threaded
@@ -88,7 +88,7 @@ def _seed(http: httpx.Client, hook_url: str) -> tuple[list[str], list[str], list
         return str(response.json()["id"])
 
     completed = create(SPEECH_WAV.read_bytes(), language="en", callback_url=hook_url)
-    failed = create(WAV_HEADER_ONLY)  # the engine fails a WAV without samples
+    failed = create(WAV_UNDECODABLE)  # the engine fails a WAV it cannot decode
     silent = create(TINY_WAV)
     deletable = [create(TINY_WAV) for _ in range(3)]
     jobs = [completed, failed, silent]

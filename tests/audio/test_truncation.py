@@ -1,0 +1,46 @@
+"""Whether an uploaded WAV holds any samples, from its first bytes and its size."""
+
+from __future__ import annotations
+
+import struct
+
+from app.audio.truncation import HEAD_BYTES, wav_without_samples
+from tests.conftest import SPEECH_WAV
+
+# 16 kHz stereo 16-bit: four bytes a frame.
+_HEADER = (
+    b"RIFF"
+    + struct.pack("<I", 36)
+    + b"WAVEfmt "
+    + struct.pack("<IHHIIHH", 16, 1, 2, 16000, 64000, 4, 16)
+    + b"data"
+)
+
+
+def _check(data_size: int, samples: bytes) -> str | None:
+    wav = _HEADER + struct.pack("<I", data_size) + samples
+    return wav_without_samples(wav[:HEAD_BYTES], len(wav))
+
+
+def test_a_wav_with_samples_has_them() -> None:
+    data = SPEECH_WAV.read_bytes()
+    assert wav_without_samples(data[:HEAD_BYTES], len(data)) is None
+    assert _check(4, bytes(4)) is None  # one frame is enough
+
+
+def test_a_header_with_less_than_one_frame_has_none() -> None:
+    for size, samples in [(0, b""), (0xFFFFFFFF, b""), (3, bytes(3)), (4, b"")]:
+        assert _check(size, samples) is not None, (size, samples)
+
+
+def test_an_unknown_size_counts_what_follows() -> None:
+    assert _check(0, bytes(8)) is None
+    assert _check(0xFFFFFFFF, bytes(8)) is None
+
+
+def test_what_is_not_a_plain_wav_is_not_judged() -> None:
+    assert wav_without_samples(b"ID3\x04" + bytes(100), 104) is None
+    rf64 = b"RF64" + _HEADER[4:] + struct.pack("<I", 0xFFFFFFFF)
+    assert wav_without_samples(rf64, len(rf64)) is None
+    no_data_yet = _HEADER[:36] + b"LIST" + struct.pack("<I", 1000)
+    assert wav_without_samples(no_data_yet, 2000) is None
