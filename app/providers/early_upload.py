@@ -97,13 +97,14 @@ class EarlyUpload:
         self._drained.set()
         self._released = asyncio.Event()
         self._given_up = False
+        self._ended = False  # the whole file fed, as predicted
         length = len(self._preamble) + file_bytes + len(self._closing)
         self._request = asyncio.ensure_future(send(self._body(), length, content_type))
 
     @property
     def usable(self) -> bool:
-        """Still waiting for its last bytes, every byte of the file forwarded."""
-        return not self._given_up and not self._request.done()
+        """The whole file fed as predicted, the request waiting for its last bytes."""
+        return self._ended and not self._given_up and not self._request.done()
 
     def feed(self, chunk: bytes) -> None:
         """The next bytes of the file (called by the form reader, as they arrive)."""
@@ -133,6 +134,7 @@ class EarlyUpload:
         if file_bytes != self.file_bytes or self._forwarded != file_bytes:
             self.give_up()
         elif not self._given_up:
+            self._ended = True
             self._chunks.put_nowait(None)
 
     async def release(self) -> httpx.Response | None:

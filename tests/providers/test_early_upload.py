@@ -112,3 +112,11 @@ async def test_give_up_is_idempotent_and_cuts_the_request() -> None:
     upload.give_up()
     await asyncio.sleep(0.01)
     assert not upstream.ended and len(upstream.body) < upstream.length
+
+
+async def test_a_release_before_the_file_ended_sends_nothing_more() -> None:
+    upstream = Upstream()
+    upload = await _fed(upstream, AUDIO)  # all fed, but the reader never said it ended
+    assert await upload.release() is None
+    await asyncio.sleep(0.01)
+    assert not upstream.ended
