@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.context import GatewayContext
@@ -37,6 +38,10 @@ from app.queue.repository import ClaimedTask
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class JobEnded(Exception):
+    """The job was canceled or deleted while its provider worked on it."""
 
 
 def poll_delay(job: Job, hint: float | None, shortest: float) -> float:
@@ -108,6 +113,45 @@ class JobStep:
             raise RetryableProviderError(
                 f"provider {job.provider!r} did not answer before the job's deadline"
             ) from None
+
+    async def _unless_ended(self, job: Job, provider: Provider, call: Coroutine[Any, Any, T]) -> T:
+        """``call``, the provider's work on ``job``. For a provider whose work is
+        the gateway's own (``stop_when_job_ends``: the local engine), ``call`` is
+        canceled, which stops that work, once the job is canceled or deleted, in
+        whichever process; then JobEnded. The job's announcements wake the watch
+        (a NOTIFY across processes); a read every WORKER_POLL_SECONDS covers a
+        lost one."""
+        if not getattr(provider, "stop_when_job_ends", False):
+            return await call
+        work = asyncio.ensure_future(call)
+        try:
+            while True:
+                watch = asyncio.ensure_future(
+                    self.ctx.hub.wait_for_job(job.id, self.ctx.settings.worker_poll_seconds)
+                )
+                try:
+                    await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    watch.cancel()
+                if work.done():
+                    return work.result()
+                if await self._has_ended(job.id):
+                    raise JobEnded(job.id)
+        finally:
+            if not work.done():
+                work.cancel()
+                await asyncio.wait((work,))  # the provider stops its work
+            if not work.cancelled():
+                work.exception()  # retrieved: an answer that came too late is dropped
+
+    async def _has_ended(self, job_id: str) -> bool:
+        try:
+            async with self.ctx.autocommit_sessions() as session:
+                job = await repository.get(session, job_id)
+        except (SQLAlchemyError, OSError) as exc:  # the database is away: keep working
+            log.warning("job %s: could not check for a cancel (%s)", job_id, type(exc).__name__)
+            return False
+        return job is None or service.is_terminal(job.status)
 
     @staticmethod
     def _options(job: Job, provider: Provider) -> BaseModel:

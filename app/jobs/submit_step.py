@@ -14,7 +14,7 @@ from app.events import commit
 from app.jobs import ledger, repository, service
 from app.jobs.held import HeldSubmit
 from app.jobs.sources import download_source
-from app.jobs.step import JobStep
+from app.jobs.step import JobEnded, JobStep
 from app.links import callback_url, media_url
 from app.models import Job
 from app.providers.base import (
@@ -48,7 +48,12 @@ class SubmitStep(JobStep):
                     started, submission = await self._start(job, task, provider)
                     if not started:
                         return
-                update = await self._before_deadline(job, provider.submit(request))
+                update = await self._before_deadline(
+                    job, self._unless_ended(job, provider, provider.submit(request))
+                )
+        except JobEnded:
+            await self._ended(job, task, provider, submission)
+            return
         except PermanentProviderError as exc:
             await self._keep(job, partial(self._fail_and_finish, job.id, task, exc, submission))
             return
@@ -69,6 +74,18 @@ class SubmitStep(JobStep):
         (and leave the ledger row open, which would make the job fail as in doubt)."""
         what = f"job {job.id}: recording {job.provider}'s answer"
         await retry_while_unreachable(write, what=what)
+
+    async def _ended(
+        self, job: Job, task: ClaimedTask, provider: Provider, submission: int | None
+    ) -> None:
+        """The job was canceled or deleted while the provider worked on it, and
+        its work was stopped: nothing is written for the job."""
+        log.info("job %s ended while %s worked on it: its work was stopped", job.id, provider.name)
+        async with self.ctx.sessions() as session:
+            if submission is not None:  # the vendor may have had it
+                await ledger.settle(session, submission, ledger.IN_DOUBT)
+            await queue.finish(session, task)
+            await session.commit()
 
     async def _start(
         self, job: Job, task: ClaimedTask, provider: Provider

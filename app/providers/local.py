@@ -2,19 +2,17 @@
 
 Recognition is CPU-bound and holds the GIL, so it runs in worker processes;
 each keeps one loaded decoder for its whole life, as loading the model takes
-longer than recognising a short clip.
+longer than recognising a short clip. A job given up on (canceled, deleted,
+past its deadline) has its process killed and replaced (``local_engines``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import multiprocessing
 import os
 import re
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from app.providers.base import (
     RetryableProviderError,
     SubmitRequest,
 )
+from app.providers.local_engines import Engine, EnginePool, EngineStopped
 from app.transcripts import Segment, Transcript, Word
 
 SAMPLE_RATE = 16000  # what the bundled acoustic model was trained on
@@ -56,6 +55,7 @@ def local_capabilities() -> Capabilities:
         upload=True,
         word_timestamps=True,
         synchronous=True,
+        cancel=True,  # the engine's work on a canceled job is stopped
         languages=("en",),
     )
 
@@ -83,6 +83,9 @@ class LocalProvider:
     options_model: ClassVar[type[BaseModel]] = NoOptions
     # Running it again costs nothing: a submit cut off by a crash is simply redone.
     resubmit_is_free: ClassVar[bool] = True
+    # The engine runs in the gateway: the submit step cancels a submit whose job
+    # is canceled or deleted meanwhile, which stops the engine's work on it.
+    stop_when_job_ends: ClassVar[bool] = True
     # The protocol wants a class variable, so ffmpeg is looked for once, at import.
     capabilities: ClassVar[Capabilities] = local_capabilities()
     unsupported_format_hint: ClassVar[str] = (
@@ -93,24 +96,10 @@ class LocalProvider:
     def __init__(self, processes: int = 1) -> None:
         if processes < 1:
             raise ValueError("processes must be at least 1")
-        self._processes = processes
-        self._pool: ProcessPoolExecutor | None = None
-
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._processes,
-                # Not fork: the parent runs an event loop and threads a child must not inherit.
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(os.getpid(),),
-            )
-        return self._pool
+        self._engines = EnginePool(processes, start_engine)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self._engines.close()
 
     async def submit(self, request: SubmitRequest) -> ProviderUpdate:
         _check_language(request.language)
@@ -118,19 +107,25 @@ class LocalProvider:
             raise PermanentProviderError(
                 "invalid_audio", "the local provider needs the audio itself, not only a link"
             )
-        pool = self._executor()
-        loop = asyncio.get_running_loop()
         try:
-            recognition = await loop.run_in_executor(
-                pool, _recognise, request.audio_path, request.audio_format
+            # Canceled (the job was canceled or deleted, or ran past its deadline),
+            # this stops the engine's work rather than let it hold the process.
+            recognition = await self._engines.run(
+                request.job_id, _recognise, request.audio_path, request.audio_format
             )
         except UnsupportedAudio as exc:
             raise PermanentProviderError("invalid_audio", str(exc)) from exc
+        except FileNotFoundError:
+            # Deleted with its job while it waited for the engine (or lost from storage).
+            raise PermanentProviderError(
+                "audio_missing", "the job's audio is no longer stored"
+            ) from None
+        except EngineStopped:
+            raise PermanentProviderError(
+                "canceled", "the job was canceled while the local engine worked on it"
+            ) from None
         except BrokenProcessPool as exc:
-            # A worker died (killed, out of memory): every queued call fails with it,
-            # so the next submit gets a fresh pool.
-            if self._pool is pool:
-                self.close()
+            # The engine died (killed, out of memory); another has taken its place.
             raise RetryableProviderError("the local recognizer process died") from exc
         return ProviderUpdate(
             status="completed",
@@ -152,8 +147,10 @@ class LocalProvider:
         )
 
     async def cancel(self, provider_job_id: str) -> None:
-        # The gateway marks the job canceled; a recognition under way just runs out.
-        return None
+        """Stop the engine working on the job, if this process runs it (the job id is
+        its provider_job_id). The submit step also stops it, in whichever process
+        runs it, as soon as it sees the job canceled or deleted."""
+        self._engines.stop(provider_job_id)
 
 
 def _check_language(language: str | None) -> None:
@@ -205,6 +202,11 @@ def build_transcript(recognition: Recognition) -> Transcript:
 
 _decoder: Any = None  # this process's pocketsphinx.Decoder
 PARENT_CHECK_SECONDS = 1.0
+
+
+def start_engine() -> Engine:
+    """An engine process, started now (its pool's one worker)."""
+    return Engine(_init_worker, (os.getpid(),))
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -184,7 +184,7 @@ async def test_refuses_other_languages(language: str) -> None:
     with pytest.raises(PermanentProviderError) as caught:
         await local.submit(request(MONO, language=language))
     assert caught.value.code == "unsupported_language"
-    assert local._pool is None  # refused before any process was started
+    assert not local._engines.started  # refused before any process was started
 
 
 @pytest.mark.parametrize("language", ["en", "en-US", "en-GB", "EN", "en_AU"])
@@ -220,8 +220,8 @@ async def test_a_dead_worker_is_retryable_and_the_pool_is_rebuilt() -> None:
 # once, or once the engine is up), and waits to be killed.
 _GATEWAY_WITH_ENGINE = """
 import os, sys, time
-from app.providers.local import LocalProvider
-pool = LocalProvider()._executor()
+from app.providers.local import start_engine
+pool = start_engine().pool
 started = pool.submit(os.getpid)
 if sys.argv[1] == "starting":
     print(*pool._processes, flush=True)
@@ -262,12 +262,13 @@ def test_an_engine_process_leaves_when_its_gateway_is_killed(engine_is: str) -> 
     assert not _running(engine), "the engine process outlived its gateway"
 
 
-async def test_fetch_is_not_supported_and_cancel_is_a_no_op() -> None:
+async def test_fetch_is_not_supported_and_cancel_of_an_unknown_job_is_a_no_op() -> None:
     local = LocalProvider()
     with pytest.raises(PermanentProviderError) as caught:
         await local.fetch("job-1", NoOptions())
     assert caught.value.code == "not_supported"
-    await local.cancel("job-1")  # nothing to do, and nothing raised
+    await local.cancel("job-1")  # not running here: nothing to do, and nothing raised
+    assert not local._engines.started
 
 
 def test_options_refuse_anything() -> None:
@@ -282,6 +283,7 @@ def test_capabilities_follow_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> None:
     assert without.formats == ("wav",)
     assert without.word_timestamps and without.upload and without.source_url
     assert without.languages == ("en",)
+    assert without.cancel  # a canceled job's recognition is stopped
 
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     with_ffmpeg = local_capabilities()
