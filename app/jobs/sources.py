@@ -14,6 +14,15 @@ from app.storage import BlobWriter
 from app.urls import UrlRefused, check_url_target, refused_address
 
 _MAX_REDIRECTS = 5
+
+
+class SourceFailing(RetryableProviderError):
+    """The source_url failed in a way worth another try (a 5xx, a download cut
+    off): when the tries run out, the job fails blaming the source."""
+
+    code = "source_unavailable"
+
+
 # A source nothing arrived from is tried this many times, 0.5 s apart and doubling.
 _CONNECT_TRIES = 3
 _CONNECT_BACKOFF_SECONDS = 0.5
@@ -75,9 +84,7 @@ async def _get(http: httpx.AsyncClient, url: str, writer: BlobWriter, max_bytes:
             if refused := refused_address(exc):  # the name now resolves elsewhere
                 raise PermanentProviderError("source_refused", f"source_url {refused}") from None
             if writer.size:  # broke off mid-body: the task is retried, with a fresh file
-                raise RetryableProviderError(
-                    f"fetching source_url failed: {type(exc).__name__}"
-                ) from None
+                raise SourceFailing(f"fetching source_url failed: {type(exc).__name__}") from None
             if attempt == _CONNECT_TRIES:
                 raise PermanentProviderError(
                     "source_unavailable",
@@ -119,7 +126,7 @@ def _raise_for_status(resp: httpx.Response) -> None:
     detail = {"status_code": resp.status_code}
     status = resp.status_code
     if status in (408, 429) or (status >= 500 and status not in _LASTING_5XX):
-        raise RetryableProviderError(
+        raise SourceFailing(
             f"source_url answered {resp.status_code}",
             retry_after=parse_retry_after(resp.headers.get("retry-after")),
             provider_detail=detail,

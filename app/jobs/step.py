@@ -23,6 +23,7 @@ from app.db import utcnow
 from app.events import commit
 from app.jobs import ledger, repository, service
 from app.jobs.held import HeldSubmit
+from app.jobs.sources import SourceFailing
 from app.models import Job
 from app.providers.base import (
     PermanentProviderError,
@@ -281,9 +282,12 @@ class JobStep:
 
     def _deadline_error(self, job: Job, exc: ProviderError) -> dict[str, Any]:
         seconds = int(self.ctx.settings.provider_deadline_seconds)
+        failing = (
+            "the source_url" if isinstance(exc, SourceFailing) else f"provider {job.provider!r}"
+        )
         return {
-            "code": "deadline_exceeded",
-            "message": f"provider {job.provider!r} kept failing for {seconds} s "
+            "code": SourceFailing.code if isinstance(exc, SourceFailing) else "deadline_exceeded",
+            "message": f"{failing} kept failing for {seconds} s "
             f"(its deadline); last error: {exc.message}",
             "retryable": True,
             "provider_detail": exc.provider_detail,
@@ -346,7 +350,10 @@ class JobStep:
             session,
             job,
             {
-                "code": "provider_unavailable",
+                # The source's own failure is not the provider's (it was never asked).
+                "code": SourceFailing.code
+                if isinstance(error, SourceFailing)
+                else "provider_unavailable",
                 "retryable": True,
                 "message": f"gave up after {task.attempts} attempts: {message}",
                 "provider_detail": getattr(error, "provider_detail", None),

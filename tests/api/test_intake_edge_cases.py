@@ -3,10 +3,12 @@ form fields that are not text, and ``null`` for an object field."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import socket
 import struct
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -218,3 +220,37 @@ def test_other_json_that_is_not_an_object_is_still_refused(idle):
     response = idle.post("/jobs", json={"source_url": "http://127.0.0.1:9/x.wav", "metadata": []})
     body = assert_problem(response, 422, "metadata")
     assert [e["field"] for e in body["errors"]] == ["metadata"]
+
+
+class _Always503(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("deadline", [False, True], ids=["attempts", "deadline"])
+def test_a_source_that_keeps_failing_fails_the_job_blaming_the_source(
+    postgres_url, make_settings, start_gateway, deadline
+):
+    source = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Always503)
+    threading.Thread(target=source.serve_forever, daemon=True).start()
+    # Out of attempts, or out of time: either way the source failed, not the provider.
+    limits = {"provider_deadline_seconds": 1.0} if deadline else {"task_max_attempts": 2}
+    settings = make_settings(postgres_url, retry_base_seconds=0.2, **limits)
+    gateway = start_gateway(settings)
+    url = f"http://127.0.0.1:{source.server_address[1]}/x.wav"
+    try:
+        with gateway.client(create_key(postgres_url, "acme")) as client:
+            created = client.post("/jobs", json={"provider": "local", "source_url": url})
+            assert created.status_code == 202, created.text
+            job = client.get(f"/jobs/{created.json()['id']}", params={"wait": 30}).json()
+    finally:
+        source.shutdown()
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "source_unavailable", job["error"]
+    assert "answered 503" in job["error"]["message"]
+    assert "provider" not in job["error"]["message"], job["error"]
