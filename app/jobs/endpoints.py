@@ -357,6 +357,8 @@ async def get_transcript(
         await repository.get_result(session, job.id) if job.status == JobStatus.completed else None
     )
     if result is None:
+        if service.is_terminal(job.status):  # failed or canceled: none is coming
+            raise Conflict(f"job {job_id!r} is {job.status}: it has no transcript, nor will it")
         raise Conflict(
             f"job {job_id!r} is {job.status}; its transcript exists once it is completed"
         )

@@ -28,7 +28,7 @@ def test_cancel_a_queued_job_then_409(idle):
     assert canceled.json()["status"] == "canceled"
     assert canceled.json()["completed_at"] is not None
     assert_problem(client.post(f"/jobs/{job_id}/cancel"), 409, "canceled")
-    assert_problem(client.get(f"/jobs/{job_id}/transcript"), 409, "canceled")
+    assert_problem(client.get(f"/jobs/{job_id}/transcript"), 409, "canceled", "no transcript")
 
 
 def test_transcript_is_409_until_completed(idle):
@@ -92,7 +92,7 @@ def test_audio_the_engine_cannot_read_fails_with_a_clear_error(
         assert job["error"]["code"] == "invalid_audio"
         assert job["error"]["retryable"] is False
         assert job["error"]["message"]
-        assert_problem(client.get(f"/jobs/{job['id']}/transcript"), 409, "failed")
+        assert_problem(client.get(f"/jobs/{job['id']}/transcript"), 409, "failed", "no transcript")
 
 
 def test_unknown_artifact_is_404(idle):
