@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
@@ -54,7 +54,7 @@ def multipart_frame(form: UploadForm) -> tuple[bytes, bytes, str]:
     request = httpx.Request(
         "POST",
         "http://frame.invalid/",
-        data=_multi_dict(form.fields),
+        data=multi_dict(form.fields),
         files={"file": (form.filename, b"", form.content_type)},
     )
     body = request.read()
@@ -65,7 +65,8 @@ def multipart_frame(form: UploadForm) -> tuple[bytes, bytes, str]:
     return body[: -len(closing)], closing, content_type
 
 
-def _multi_dict(fields: tuple[tuple[str, str], ...]) -> dict[str, str | list[str]]:
+def multi_dict(fields: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """``fields`` as httpx's ``data=``, which sends a list value once per item."""
     out: dict[str, str | list[str]] = {}
     for key, value in fields:
         existing = out.get(key)

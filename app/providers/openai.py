@@ -37,7 +37,7 @@ from app.providers.base import (
     RetryableProviderError,
     SubmitRequest,
 )
-from app.providers.early_upload import EarlyUpload, UploadForm
+from app.providers.early_upload import EarlyUpload, UploadForm, multi_dict
 from app.providers.http import json_object, send
 from app.providers.openai_transcript import VENDOR, build_transcript
 from app.providers.upload import open_audio
@@ -309,19 +309,20 @@ class OpenAIProvider:
     async def _send_early(
         self, body: AsyncIterator[bytes], length: int, content_type: str
     ) -> httpx.Response:
+        headers = {"Content-Type": content_type, "Content-Length": str(length)}
+        return await self._call(headers, content=body)
+
+    async def _call(self, headers: dict[str, str], **body: Any) -> httpx.Response:
+        """One POST of a transcription to the upstream, with the key."""
         return await send(
             self._http,
             "POST",
             self._url,
             vendor=VENDOR,
             operation=OPERATION,
-            headers={
-                "Authorization": f"Bearer {self._api_key.get_secret_value()}",
-                "Content-Type": content_type,
-                "Content-Length": str(length),
-            },
-            content=body,
+            headers={"Authorization": f"Bearer {self._api_key.get_secret_value()}", **headers},
             timeout=TIMEOUT,
+            **body,
         )
 
     async def _take_early(
@@ -347,16 +348,10 @@ class OpenAIProvider:
         if (early := await self._take_early(request, options, verbose)) is not None:
             return early
         async with open_audio(request.audio_path) as audio:
-            return await send(
-                self._http,
-                "POST",
-                self._url,
-                vendor=VENDOR,
-                operation=OPERATION,
-                headers={"Authorization": f"Bearer {self._api_key.get_secret_value()}"},
-                data=_multi_dict(form_fields(options, request.language, verbose=verbose)),
+            return await self._call(
+                {},
+                data=multi_dict(form_fields(options, request.language, verbose=verbose)),
                 files={"file": (upload_name(request), audio, upload_content_type(request))},
-                timeout=TIMEOUT,
             )
 
     async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
@@ -367,18 +362,6 @@ class OpenAIProvider:
     async def cancel(self, provider_job_id: str) -> None:
         # The upstream has no job to stop; a call under way just runs out.
         return None
-
-
-def _multi_dict(fields: list[tuple[str, str]]) -> dict[str, str | list[str]]:
-    """httpx sends a list value as the same field once per item."""
-    out: dict[str, str | list[str]] = {}
-    for key, value in fields:
-        if key in out:
-            existing = out[key]
-            out[key] = [*existing, value] if isinstance(existing, list) else [existing, value]
-        else:
-            out[key] = value
-    return out
 
 
 def build(settings: Settings, http: httpx.AsyncClient) -> OpenAIProvider:
