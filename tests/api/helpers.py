@@ -9,15 +9,22 @@ import httpx
 
 from tests.conftest import SPEECH_WAV
 
-# A 16 kHz mono 16-bit WAV header that announces no samples at all.
-WAV_HEADER_ONLY = (
-    b"RIFF"
-    + struct.pack("<I", 36)
-    + b"WAVEfmt "
-    + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
-    + b"data"
-    + struct.pack("<I", 0)
-)
+
+def wav_header(data_size: int, channels: int = 1) -> bytes:
+    """A 16 kHz 16-bit PCM WAV header (44 bytes) whose data chunk says ``data_size``."""
+    frame = 2 * max(channels, 1)
+    return (
+        b"RIFF"
+        + struct.pack("<I", min(36 + data_size, 0xFFFFFFFF))
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, 16000, 16000 * frame, frame, 16)
+        + b"data"
+        + struct.pack("<I", data_size)
+    )
+
+
+# A mono WAV header that announces no samples at all.
+WAV_HEADER_ONLY = wav_header(0)
 
 
 def upload(client: httpx.Client, path: Path = SPEECH_WAV, **fields: str) -> httpx.Response:
@@ -38,12 +45,4 @@ def assert_problem(response: httpx.Response, status: int, *words: str) -> dict:
 
 # A WAV whose format chunk says it has no channels, with a few bytes of samples: taken
 # at creation (its header and size agree), and failed by the engine, which cannot read it.
-WAV_UNDECODABLE = (
-    b"RIFF"
-    + struct.pack("<I", 40)
-    + b"WAVEfmt "
-    + struct.pack("<IHHIIHH", 16, 1, 0, 16000, 32000, 2, 16)
-    + b"data"
-    + struct.pack("<I", 4)
-    + bytes(4)
-)
+WAV_UNDECODABLE = wav_header(4, channels=0) + bytes(4)

@@ -5,20 +5,15 @@ from __future__ import annotations
 import struct
 
 from app.audio.truncation import HEAD_BYTES, wav_without_samples
+from tests.api.helpers import wav_header
 from tests.conftest import SPEECH_WAV
 
-# 16 kHz stereo 16-bit: four bytes a frame.
-_HEADER = (
-    b"RIFF"
-    + struct.pack("<I", 36)
-    + b"WAVEfmt "
-    + struct.pack("<IHHIIHH", 16, 1, 2, 16000, 64000, 4, 16)
-    + b"data"
-)
+# Stereo 16-bit: four bytes a frame.
+_HEADER = wav_header(0, channels=2)[:40]
 
 
 def _check(data_size: int, samples: bytes) -> str | None:
-    wav = _HEADER + struct.pack("<I", data_size) + samples
+    wav = wav_header(data_size, channels=2) + samples
     return wav_without_samples(wav[:HEAD_BYTES], len(wav))
 
 
