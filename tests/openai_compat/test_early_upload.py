@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.db import create_engine
+from app.openai_compat import endpoints
 from tests.conftest import SPEECH_WAV_STEREO
 from tests.support.gateway import ThreadedGateway
 from tests.support.vendor import FakeVendor
@@ -262,14 +263,21 @@ def test_the_upstream_answering_before_the_end_is_asked_again_the_usual_way(
     assert _rows(postgres_url, "SELECT outcome FROM provider_submissions") == [("accepted",)]
 
 
-def test_early_uploads_keep_within_the_vendors_in_flight_limit(
-    upstream: StreamingUpstream, vendor_gateway: Callable[..., tuple[ThreadedGateway, str]]
+@pytest.mark.parametrize("limit", ["in_flight", "early_uploads"])
+def test_early_uploads_keep_within_the_vendors_in_flight_limit_and_their_own(
+    upstream: StreamingUpstream,
+    vendor_gateway: Callable[..., tuple[ThreadedGateway, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    limit: str,
 ) -> None:
+    settings = {"PROVIDER_MAX_IN_FLIGHT": 1} if limit == "in_flight" else {}
+    if limit == "early_uploads":
+        monkeypatch.setattr(endpoints, "MAX_EARLY_UPLOADS", 1)
     served, key = vendor_gateway(
         public=False,
         OPENAI_API_KEY=API_KEY,
         OPENAI_BASE_URL=upstream.base_url + "/v1",
-        PROVIDER_MAX_IN_FLIGHT=1,
+        **settings,
     )
     audio = SPEECH_WAV_STEREO.read_bytes()
     body = _form(audio, {"model": "openai/whisper-1"})
