@@ -54,8 +54,9 @@ Plan = Callable[[JobFormReader], Planned | None]
 
 
 class EarlyStart:
-    """A ``FileListener`` for one request. ``plan``: the provider and the job's
-    fields from the form so far, or None when they are not all there or valid."""
+    """A ``FileListener`` for one request. ``plan``: what the form's fields so far
+    say the submit will be, or None when they are not all there, not valid, or
+    the provider cannot take an early upload now."""
 
     def __init__(self, job_id: str, content_length: int | None, plan: Plan) -> None:
         self._job_id = job_id
@@ -66,10 +67,6 @@ class EarlyStart:
         self._held_bytes = 0
         self._provider: UploadsEarly | None = None
         self._upload: EarlyUpload | None = None
-
-    @property
-    def started(self) -> bool:
-        return self._upload is not None
 
     def file_data(self, reader: JobFormReader, chunk: bytes) -> None:
         if self._upload is not None:
