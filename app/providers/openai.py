@@ -347,11 +347,12 @@ class OpenAIProvider:
         assert request.audio_path is not None
         if (early := await self._take_early(request, options, verbose)) is not None:
             return early
+        form = _upload_form(request, options, verbose=verbose)
         async with open_audio(request.audio_path) as audio:
             return await self._call(
                 {},
-                data=multi_dict(form_fields(options, request.language, verbose=verbose)),
-                files={"file": (upload_name(request), audio, upload_content_type(request))},
+                data=multi_dict(form.fields),
+                files={"file": (form.filename, audio, form.content_type)},
             )
 
     async def fetch(self, provider_job_id: str, options: BaseModel) -> ProviderUpdate:
