@@ -158,6 +158,13 @@ def _wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
     return False
 
 
+def _assert_cut_off_and_no_job(upstream: StreamingUpstream, postgres_url: str) -> None:
+    """The upstream's one request was cut off before its end, and no job is left."""
+    assert _wait_until(lambda: upstream.arrivals[0].cut)
+    assert upstream.complete == []
+    assert _wait_until(lambda: _rows(postgres_url, "SELECT id FROM jobs") == [])
+
+
 def test_the_file_goes_upstream_as_it_arrives_and_its_end_after_the_job_is_written(
     upstream: StreamingUpstream, gateway: tuple[ThreadedGateway, str]
 ) -> None:
@@ -219,9 +226,7 @@ def test_a_truncated_wav_is_refused_and_the_upstream_never_gets_a_whole_request(
     assert answer.status_code == 400, answer.text
     assert "truncated" in answer.json()["error"]["message"]
     assert upstream.arrivals  # it had begun
-    assert _wait_until(lambda: upstream.arrivals[0].cut)
-    assert upstream.complete == []
-    assert _rows(postgres_url, "SELECT id FROM jobs") == []
+    _assert_cut_off_and_no_job(upstream, postgres_url)
 
 
 def test_a_client_that_leaves_mid_upload_leaves_no_whole_request_upstream(
@@ -240,9 +245,7 @@ def test_a_client_that_leaves_mid_upload_leaves_no_whole_request_upstream(
         connection.sendall(head + body[: len(body) // 2])
         assert _wait_until(lambda: bool(upstream.arrivals))
     # Gone with half the file sent: the upstream's request is cut off, no job is left.
-    assert _wait_until(lambda: upstream.arrivals[0].cut)
-    assert upstream.complete == []
-    assert _wait_until(lambda: _rows(postgres_url, "SELECT id FROM jobs") == [])
+    _assert_cut_off_and_no_job(upstream, postgres_url)
 
 
 def test_the_upstream_answering_before_the_end_is_asked_again_the_usual_way(
